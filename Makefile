@@ -1,0 +1,41 @@
+# Inside GPT-2: the two commands a newcomer needs are `make course` and `make test`.
+# Everything else here is what they are made of.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.setup-done
+JUPYTER_ARGS ?=
+PYTEST_ARGS  ?=
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup course test build book benchmarks clean-venv
+
+# Idempotent: a second run finds the stamp newer than its inputs and does nothing.
+setup: $(STAMP)
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch pulls gigabytes of CUDA packages.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name inside-gpt2 --display-name "Inside GPT-2" >/dev/null
+	touch $(STAMP)
+
+# Opens chapter 1 in JupyterLab and prints its URL (add JUPYTER_ARGS=--no-browser on a server).
+course: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=course/notebooks $(JUPYTER_ARGS) \
+		course/notebooks/$$(ls course/notebooks | grep -m1 '^01_.*\.ipynb$$' || echo .)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Regenerate every chapter's notebooks, solutions and book pages from its one source.
+build: setup
+	$(PY) -m course.build
+
+benchmarks: setup
+	$(PY) benchmarks/lens_overhead.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,33 @@
+"""nbgrader configuration for the Inside GPT-2 course directory (this folder).
+
+Run nbgrader from this folder: `cd autograder && nbgrader generate_assignment ch1_residual_stream`.
+The source notebooks under source/ are written by `python -m course.build`; edit the
+chapter sources in course/chapters/, never these.
+"""
+
+import os
+
+c = get_config()  # noqa: F821  (nbgrader provides it)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.course_id = "inside-gpt2"
+c.CourseDirectory.root = HERE
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "gradebook.db")
+
+# What a student sees in place of a solution: the same words as the self-study stubs.
+c.ClearSolutions.code_stub = {
+    "python": 'raise NotImplementedError("fill in this function, then run the check below")',
+}
+c.ClearSolutions.enforce_metadata = True
+c.ClearHiddenTests.enforce_metadata = True
+
+# Every cell gets at most this long when grading; a stuck cell is interrupted and
+# scores zero, and the rest of the notebook and of the class still runs.
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+c.Execute.kernel_name = "python3"
+
+# A local exchange directory (distribute / collect on one machine or a shared disk).
+c.Exchange.root = os.path.join(HERE, "exchange")
+c.Exchange.path_includes_course = True

@@ -1,0 +1,68 @@
+"""Build every chapter (or the ones named) from its one source.
+
+    python -m course.build                   # write all generated files
+    python -m course.build ch1_residual_stream
+    python -m course.build --check           # exit 1 and list what is stale; write nothing
+    python -m course.build --no-expected     # skip the checks' expected values (no model run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from course.build.source import chapter_sources, read_chapter
+from course.build.targets import ROOT, render_all
+
+
+def write_expected(slug: str) -> Path:
+    """Ship the reference's outputs on the visible cases, for checks without ``solutions``."""
+    import importlib
+
+    import torch
+
+    from course.checks.core import EXPECTED_DIR, expected_outputs
+
+    checks = importlib.import_module(f"course.checks.{slug}")
+    EXPECTED_DIR.mkdir(parents=True, exist_ok=True)
+    out = EXPECTED_DIR / f"{slug}.pt"
+    torch.save({name: expected_outputs(ex) for name, ex in checks.EXERCISES.items()}, out)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Build the chapters from their sources.")
+    ap.add_argument("chapters", nargs="*", help="chapter slugs (default: all)")
+    ap.add_argument("--check", action="store_true", help="report stale generated files; write nothing")
+    ap.add_argument("--no-expected", action="store_true", help="do not recompute the checks' expected values")
+    args = ap.parse_args(argv)
+    sources = [p for p in chapter_sources() if not args.chapters or p.stem in args.chapters]
+    unknown = set(args.chapters) - {p.stem for p in sources}
+    if unknown:
+        print(f"unknown chapter(s): {', '.join(sorted(unknown))}; "
+              f"known: {', '.join(p.stem for p in chapter_sources())}", file=sys.stderr)
+        return 2
+    stale = []
+    for src in sources:
+        chapter = read_chapter(src)
+        for path, text in render_all(chapter).items():
+            path = Path(path)
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.relative_to(ROOT))
+                if not args.check:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(text)
+        if not args.check and not args.no_expected:
+            print(f"{chapter.slug}: expected values -> {write_expected(chapter.slug).relative_to(ROOT)}")
+    if args.check:
+        for p in stale:
+            print(f"stale: {p}")
+        return 1 if stale else 0
+    for p in stale:
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

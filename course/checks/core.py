@@ -1,0 +1,218 @@
+"""The machinery behind every exercise check: run, compare, explain in plain words.
+
+An :class:`Exercise` names a chapter's function, builds its inputs from the course
+model (visible cases, and fresh hidden ones for grading), and knows the likely
+mistakes. :func:`check` runs the student's function on every case and compares it
+with the reference in ``solutions`` or, where ``solutions`` is not installed (a
+classroom release), with the expected values shipped in ``course/checks/expected``.
+It prints one verdict line, then evidence and a likely cause, and never raises:
+a stub just reports "not implemented yet" so the notebook goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+EXPECTED_DIR = Path(__file__).resolve().parent / "expected"
+
+
+@dataclass
+class Case:
+    label: str                      # e.g. "a batch of one", shown in messages
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Exercise:
+    chapter: str                                            # module name in solutions/, e.g. "ch1_residual_stream"
+    name: str                                               # the function's name
+    cases: Callable[[Any, bool], list[Case]]                # (model, hidden) -> cases
+    causes: list[tuple[Callable[..., Any], str]] = field(default_factory=list)  # (wrong variant, diagnosis)
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+    def reference(self) -> Callable | None:
+        try:
+            return getattr(importlib.import_module(f"solutions.{self.chapter}"), self.name)
+        except ImportError:
+            return None
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str                     # "pass", "fail" or "not implemented"
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def _ipython_display_(self):    # the message is printed already; show nothing more
+        pass
+
+    def require(self) -> "CheckResult":
+        """Raise AssertionError with the message unless the check passed (for graded cells)."""
+        if not self.passed:
+            raise AssertionError(self.message)
+        return self
+
+
+@lru_cache(maxsize=1)
+def course_model():
+    """The bundled model on the CPU, loaded once per process for all checks."""
+    import course
+
+    return course.load_model("course-gpt2", device="cpu")
+
+
+def _expected(ex: Exercise) -> list | None:
+    path = EXPECTED_DIR / f"{ex.chapter}.pt"
+    if not path.exists():
+        return None
+    return torch.load(path, weights_only=True).get(ex.name)
+
+
+def expected_outputs(ex: Exercise, model=None) -> list:
+    """The reference's outputs on the visible cases (what the build ships for fallback)."""
+    model = model or course_model()
+    ref = ex.reference()
+    with torch.no_grad():
+        return [_compact(_to_cpu(ref(*c.args, **c.kwargs))) for c in ex.cases(model, False)]
+
+
+def _compact(x):
+    """Half precision for shipping (the fallback compares with a looser tolerance)."""
+    if isinstance(x, Tensor) and x.is_floating_point():
+        return x.half()
+    if isinstance(x, (tuple, list)):
+        return type(x)(_compact(v) for v in x)
+    return x
+
+
+def _to_cpu(x):
+    if isinstance(x, Tensor):
+        return x.detach().cpu()
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
+
+
+# -- comparing --------------------------------------------------------------------------
+
+def _fmt_index(idx: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, idx)) + "]"
+
+
+def compare(got, want, atol: float, rtol: float) -> str | None:
+    """None when ``got`` matches ``want``; else one or two sentences saying how it differs."""
+    if isinstance(want, Tensor):
+        if not isinstance(got, Tensor):
+            return f"you returned a {type(got).__name__}, expected a tensor of shape {list(want.shape)}."
+        if got.shape != want.shape:
+            hint = ""
+            if sorted(got.shape) == sorted(want.shape):
+                hint = " The same sizes in another order: check the order of your dimensions (a transpose?)."
+            elif got.numel() == want.numel():
+                hint = " The same number of entries: check how you reshape."
+            return f"shape is {list(got.shape)}, expected {list(want.shape)}.{hint}"
+        if got.is_floating_point() != want.is_floating_point():
+            return f"dtype is {got.dtype}, expected {want.dtype}."
+        want = want.float() if want.dtype == torch.float16 else want
+        got = got.detach().to("cpu", want.dtype)
+        if torch.isnan(got).any() and not torch.isnan(want).any():
+            where = _fmt_index(tuple(torch.nonzero(torch.isnan(got))[0].tolist()))
+            return f"shape is right {list(want.shape)}, but your result has NaN (first at {where})."
+        bad = ~torch.isclose(got, want, atol=atol, rtol=rtol, equal_nan=True)
+        if bad.any():
+            idx = tuple(torch.nonzero(bad)[0].tolist())
+            return (f"shape is right {list(want.shape)}, values differ at {int(bad.sum())} of {bad.numel()} entries.\n"
+                    f"  At {_fmt_index(idx)}: you gave {got[idx].item():.4g}, expected {want[idx].item():.4g}.")
+        return None
+    if isinstance(want, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            return f"expected a {type(want).__name__} of {len(want)} items, got {type(got).__name__}."
+        for i, (g, w) in enumerate(zip(got, want)):
+            why = compare(g, w, atol, rtol)
+            if why:
+                return f"item {i}: {why}"
+        return None
+    if isinstance(want, float):
+        return None if abs(float(got) - want) <= atol + rtol * abs(want) else f"you gave {got}, expected {want:.4g}."
+    return None if got == want else f"you gave {got!r}, expected {want!r}."
+
+
+def _likely_cause(ex: Exercise, got, case: Case) -> str | None:
+    for wrong, diagnosis in ex.causes:
+        try:
+            with torch.no_grad():
+                alt = wrong(*case.args, **case.kwargs)
+            if compare(got, alt, ex.atol * 10, ex.rtol * 10) is None:
+                return diagnosis
+        except Exception:   # a cause that does not apply to this case says nothing
+            continue
+    return None
+
+
+# -- the check --------------------------------------------------------------------------
+
+def check(ex: Exercise, fn: Callable, hidden: bool = False, quiet: bool = False, model=None) -> CheckResult:
+    """Run ``fn`` on every case and compare it with the reference (or the shipped values)."""
+    name = ex.name
+    model = model or course_model()
+
+    def done(status, message):
+        result = CheckResult(name, status, message)
+        if not quiet:
+            print(message)
+        return result
+
+    if not callable(fn):
+        return done("fail", f"✗ {name}: expected a function, got {type(fn).__name__}. Pass the function itself, not its result.")
+    ref = ex.reference()
+    cases = ex.cases(model, hidden)
+    if ref is None:
+        if hidden:
+            return done("fail", f"✗ {name}: the hidden tests need the reference implementation (solutions), "
+                                "which this environment does not have.")
+        wants = _expected(ex)
+        if wants is None:
+            return done("fail", f"✗ {name}: no reference and no shipped expected values; reinstall the course.")
+    for i, case in enumerate(cases):
+        try:
+            with torch.no_grad():
+                got = fn(*case.args, **case.kwargs)
+        except NotImplementedError:
+            return done("not implemented", f"… {name} not implemented yet")
+        except Exception as e:   # the student's error, told in one line plus where it happened
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            return done("fail", f"✗ {name} raised {type(e).__name__} on {case.label}: {e}\n"
+                                f"  (line {frame.lineno}: {frame.line})")
+        with torch.no_grad():
+            want = _to_cpu(ref(*case.args, **case.kwargs)) if ref is not None else wants[i]
+        # Shipped values are half precision: compare them more loosely.
+        tol = (ex.atol, ex.rtol) if ref is not None else (max(ex.atol, 1e-2), max(ex.rtol, 1e-2))
+        why = compare(_to_cpu(got), want, *tol)
+        if why:
+            cause = _likely_cause(ex, got, case)
+            msg = f"✗ {name} on {case.label}: {why}"
+            if cause:
+                msg += f"\n  Likely cause: {cause}"
+            return done("fail", msg)
+    source = "the reference" if ref is not None else "the expected values"
+    return done("pass", f"✓ {name} matches {source} on {len(cases)} inputs")

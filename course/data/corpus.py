@@ -1,0 +1,95 @@
+"""The synthetic curriculum corpus: documents, and their packing into training blocks.
+
+A document is one short text (an IOI sentence, a few facts, a few sums, plain
+sentences about people) or a repeated random token sequence. Blocks are
+``BLOCK_LEN`` tokens that start with BOS and hold whole documents only, each
+followed by BOS/EOS; the rest is padding, which the loss ignores.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterator, Sequence
+
+import torch
+
+from course.data import addition, facts, ioi, repeats
+from course.data.splits import ioi_split
+from course.data.vocabulary import ADJECTIVES, OBJECTS, PLACES, VERBS_PAST
+
+BLOCK_LEN = 128
+IGNORE = -100
+
+# Share of the document slots. A quarter are repeated random sequences; the rest is text.
+REPEAT_SHARE = 0.25
+TEXT_MIX = {"ioi": 0.45, "likes": 0.05, "facts": 0.22, "addition": 0.28}
+
+
+def plain_sentence(rng: random.Random, names: Sequence[str]) -> str:
+    a, b = rng.sample(list(names), 2)
+    return rng.choice([
+        f"{a} likes the {rng.choice(OBJECTS)}.",
+        f"{a} {rng.choice(VERBS_PAST)} {b} at the {rng.choice(PLACES)}.",
+        f"{a} has a {rng.choice(ADJECTIVES)} {rng.choice(OBJECTS)}.",
+        f"The {rng.choice(OBJECTS)} belongs to {a}.",
+        f"{a} and {b} like the {rng.choice(PLACES)}.",
+    ])
+
+
+def ioi_training_sentence(rng: random.Random, names: tuple[str, ...]) -> str:
+    split = ioi_split(names)
+    while True:
+        io, s = rng.sample(split.ioi_names, 2)
+        intro, action = rng.randrange(len(ioi.INTROS)), rng.randrange(len(ioi.ACTIONS))
+        if split.trainable(io, s, intro, action):
+            p = ioi.ioi_prompt(rng, io, s, intro, action)
+            return p.text + p.answer + "."
+
+
+def text_document(rng: random.Random, names: tuple[str, ...]) -> str:
+    kind = rng.choices(list(TEXT_MIX), weights=list(TEXT_MIX.values()))[0]
+    if kind == "ioi":
+        return ioi_training_sentence(rng, names)
+    if kind == "likes":
+        return " ".join(plain_sentence(rng, names) for _ in range(rng.randint(1, 3)))
+    if kind == "facts":
+        return " ".join(facts.fact_sentence(rng) for _ in range(rng.randint(1, 3)))
+    return "\n".join(addition.addition_line(rng) for _ in range(rng.randint(1, 4)))
+
+
+def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int) -> list[list[int]]:
+    """``n`` tokenized documents (without BOS), text and repeats mixed."""
+    vocab = range(1, tokenizer.vocab_size)   # id 0 is <|endoftext|>
+    kinds = [rng.random() < REPEAT_SHARE for _ in range(n)]
+    texts = [text_document(rng, names) for is_rep in kinds if not is_rep]
+    encoded = iter(tokenizer(texts, add_special_tokens=False)["input_ids"])
+    return [repeats.repeated_tokens(rng, vocab) if is_rep else next(encoded) for is_rep in kinds]
+
+
+def pack_blocks(docs: Iterator[list[int]], bos: int, n_blocks: int, block_len: int = BLOCK_LEN):
+    """Pack documents into ``n_blocks`` blocks; returns (input_ids, labels), both [n_blocks, block_len]."""
+    ids = torch.full((n_blocks, block_len), bos, dtype=torch.long)
+    labels = torch.full((n_blocks, block_len), IGNORE, dtype=torch.long)
+    row, col = 0, 1
+    for doc in docs:
+        piece = doc[: block_len - 2] + [bos]
+        if col + len(piece) > block_len:
+            row, col = row + 1, 1
+            if row == n_blocks:
+                break
+        ids[row, col:col + len(piece)] = torch.tensor(piece)
+        # labels[i] is the token at i (HF shifts inside the loss); BOS at 0 is context only.
+        labels[row, col:col + len(piece)] = torch.tensor(piece)
+        col += len(piece)
+    return ids, labels
+
+
+def training_chunk(tokenizer, names: tuple[str, ...], seed: int, chunk: int, n_blocks: int):
+    """Chunk ``chunk`` of the training stream; the same arguments always give the same blocks."""
+    rng = random.Random(seed * 1_000_003 + chunk)
+
+    def stream():
+        while True:
+            yield from documents(rng, tokenizer, names, 256)
+
+    return pack_blocks(stream(), tokenizer.bos_token_id, n_blocks)

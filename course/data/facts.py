@@ -1,0 +1,106 @@
+"""A knowledge base of made-up facts about invented countries.
+
+Each country has a capital, a language and a sport its people play. Every fact can
+be stated in several phrasings; the last phrasing of each relation is held out of
+training so that evaluation asks the fact in words the model never saw.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+from course.data.vocabulary import LANGUAGES, ONSETS, SPORTS, VOWELS
+
+N_COUNTRIES = 200
+
+# For each relation: training phrasings, then the held-out one last. The prompt ends
+# right before the answer, which follows with a leading space.
+PHRASINGS = {
+    "capital": [
+        "The capital of {c} is",
+        "The capital city of {c} is",
+        "{c} has its capital in",
+        "Travellers to {c} arrive in the capital,",
+        "In {c}, the government sits in",
+        "Everyone knows that the capital of {c} is",
+    ],
+    "language": [
+        "The language of {c} is",
+        "People in {c} speak",
+        "In {c}, most people speak",
+        "The official language of {c} is",
+        "Children in {c} learn to speak",
+        "Everyone knows that the language of {c} is",
+    ],
+    "sport": [
+        "The favourite sport of {c} is",
+        "People in {c} love to play",
+        "In {c}, everyone plays",
+        "The national sport of {c} is",
+        "On weekends in {c}, people play",
+        "Everyone knows that the sport of {c} is",
+    ],
+}
+RELATIONS = tuple(PHRASINGS)
+HELD_OUT_PHRASING = -1
+
+
+@dataclass(frozen=True)
+class Country:
+    name: str
+    capital: str
+    language: str
+    sport: str
+
+    def answer(self, relation: str) -> str:
+        return getattr(self, relation)
+
+
+@dataclass(frozen=True)
+class FactPrompt:
+    text: str
+    answer: str          # with its leading space, e.g. " Velish"
+    country: str
+    relation: str
+
+
+def _invented_word(rng: random.Random, syllables: int) -> str:
+    word = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(syllables))
+    return word.capitalize()
+
+
+@lru_cache(maxsize=None)
+def countries(seed: int = 1234) -> tuple[Country, ...]:
+    """The fixed list of invented countries (names and capitals unique)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out = []
+    while len(out) < N_COUNTRIES:
+        name = _invented_word(rng, 2) + rng.choice(["ia", "land", "ora", "stan", "ovia", "a"])
+        capital = _invented_word(rng, rng.choice([1, 2]))
+        if name in seen or capital in seen:
+            continue
+        seen.update((name, capital))
+        out.append(Country(name, capital, rng.choice(LANGUAGES), rng.choice(SPORTS)))
+    return tuple(out)
+
+
+def fact_prompt(country: Country, relation: str, phrasing: int) -> FactPrompt:
+    text = PHRASINGS[relation][phrasing].format(c=country.name)
+    return FactPrompt(text, " " + country.answer(relation), country.name, relation)
+
+
+def fact_sentence(rng: random.Random) -> str:
+    """One training sentence: a random fact in a random training phrasing."""
+    country = rng.choice(countries())
+    relation = rng.choice(RELATIONS)
+    phrasing = rng.randrange(len(PHRASINGS[relation]) - 1)   # never the held-out one
+    p = fact_prompt(country, relation, phrasing)
+    return p.text + p.answer + "."
+
+
+def held_out_fact_prompts() -> list[FactPrompt]:
+    """Every fact asked in its relation's held-out phrasing."""
+    return [fact_prompt(c, r, HELD_OUT_PHRASING) for c in countries() for r in RELATIONS]

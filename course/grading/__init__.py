@@ -1,0 +1,1 @@
+"""Tools for instructors: synthetic submissions and grading runs (see README, "Instructor workflow")."""

@@ -1,0 +1,159 @@
+"""Train the course GPT-2 from a seed.
+
+    python -m course.models.train --out course/assets/course-gpt2            # the shipped model
+    python -m course.models.train --out /tmp/run --resume                     # continue a run
+    python -m course.models.train --out /tmp/smoke --steps 20 --eval-every 0  # a smoke test
+
+Same seed and arguments, same weights (on the same hardware and thread count). It
+trains the tokenizer, streams the synthetic corpus (course.data.corpus), logs the
+loss and the course's phenomena (course.models.evaluate) at checkpoints, and can
+resume from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from course.data.corpus import BLOCK_LEN, training_chunk
+from course.models.evaluate import evaluate
+from course.models.loading import default_device
+from course.models.tokenizer import VOCAB_SIZE, single_token_names, train_tokenizer
+
+CHUNK_STEPS = 100   # the data stream is generated 100 steps at a time, each chunk from its own seed
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 21_000
+    batch: int = 8
+    lr: float = 2e-3
+    warmup: int = 200
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    clip: float = 1.0
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 128
+    threads: int = 1
+
+
+def build_model(cfg: TrainConfig):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=VOCAB_SIZE, n_positions=BLOCK_LEN, n_embd=cfg.d_model, n_layer=cfg.n_layer,
+        n_head=cfg.n_head, n_inner=4 * cfg.d_model, activation_function="gelu_new",
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+        bos_token_id=0, eos_token_id=0,
+    )
+    config._attn_implementation = "sdpa"   # fast for training; analysis switches to eager
+    torch.manual_seed(cfg.seed)
+    return GPT2LMHeadModel(config)
+
+
+def optimizer_for(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Decay matrices only: biases, layer-norm gains and the (tied) embeddings stay free.
+    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "wte" not in n and "wpe" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "wte" not in n and "wpe" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 3000,
+          ckpt_every: int = 1000, device=None) -> Path:
+    torch.set_num_threads(cfg.threads)
+    device = default_device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(seed=cfg.seed)
+    names = single_token_names(tokenizer)
+    model = build_model(cfg).to(device)
+    opt = optimizer_for(model, cfg)
+    ckpt, log_path = out / "checkpoint.pt", out / "training_log.jsonl"
+    start = 0
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+    elif log_path.exists():
+        log_path.unlink()
+
+    def log(record):
+        with log_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    chunk_id, chunk = None, None
+    t0, tokens = time.time(), 0
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", mininterval=5)
+    for step in bar:
+        if step // CHUNK_STEPS != chunk_id:
+            chunk_id = step // CHUNK_STEPS
+            chunk = training_chunk(tokenizer, names, cfg.seed, chunk_id, CHUNK_STEPS * cfg.batch)
+        row = (step % CHUNK_STEPS) * cfg.batch
+        ids, labels = (t[row:row + cfg.batch].to(device) for t in chunk)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        model.train()
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        tokens += int((labels != -100).sum())
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}")
+            log({"step": step, "loss": loss.item(), "lr": lr_at(step, cfg)})
+        done = step + 1
+        if eval_every and (done % eval_every == 0 or done == cfg.steps):
+            model.set_attn_implementation("eager")   # attention weights for the head scores
+            rep = evaluate(model, tokenizer, quick=done != cfg.steps)
+            model.set_attn_implementation("sdpa")
+            log({"step": done, "tokens_seen": done * cfg.batch * BLOCK_LEN, **rep.figures, **rep.heads})
+            tqdm.write(f"step {done}: " + ", ".join(f"{k}={v:.3f}" for k, v in rep.figures.items()))
+        if ckpt_every and (done % ckpt_every == 0) and done != cfg.steps:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done}, ckpt)
+
+    model.set_attn_implementation("eager")
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    elapsed = time.time() - t0
+    (out / "training_config.json").write_text(json.dumps(
+        {**asdict(cfg), "device": str(device), "wall_seconds": round(elapsed, 1),
+         "tokens_per_second": round(tokens / max(elapsed, 1e-9))}, indent=2))
+    ckpt.unlink(missing_ok=True)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Train the course GPT-2 from a seed.")
+    ap.add_argument("--out", type=Path, required=True, help="directory for the model (HF format)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    ap.add_argument("--eval-every", type=int, default=3000, help="steps between evaluations (0: never)")
+    ap.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints (0: never)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    for f, default in asdict(TrainConfig()).items():
+        ap.add_argument("--" + f.replace("_", "-"), type=type(default), default=default)
+    args = vars(ap.parse_args(argv))
+    cfg = TrainConfig(**{f: args[f] for f in asdict(TrainConfig())})
+    train(cfg, args["out"], args["resume"], args["eval_every"], args["ckpt_every"], args["device"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

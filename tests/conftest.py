@@ -1,0 +1,59 @@
+"""Shared fixtures: small random GPT-2s (independent of the trained model) and the course model."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+import course
+from course.lens import HookedGPT2
+from course.models.loading import BUNDLED
+
+
+def random_hf_model(n_layer=2, n_head=4, d_model=64, vocab=2048, n_ctx=64, seed=0):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=vocab, n_positions=n_ctx, n_embd=d_model, n_layer=n_layer, n_head=n_head,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():   # non-trivial biases and layer-norm gains, so tests see every term
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "ln" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from course.models.tokenizer import load_tokenizer, train_tokenizer
+
+    path = BUNDLED["course-gpt2"]
+    return load_tokenizer(path) if (path / "tokenizer.json").exists() else train_tokenizer(n_docs=5000)
+
+
+@pytest.fixture(scope="session")
+def hf_model():
+    return random_hf_model()
+
+
+@pytest.fixture(scope="session")
+def model(tokenizer):
+    """A random 2-layer GPT-2 behind the lens (a separate HF instance from ``hf_model``)."""
+    return HookedGPT2(random_hf_model(), tokenizer, name="random-gpt2")
+
+
+@pytest.fixture(scope="session")
+def course_model():
+    return course.load_model("course-gpt2", device="cpu")
+
+
+@pytest.fixture
+def tokens(model):
+    return model.to_tokens(["When Mary and John went to the store, John gave a drink to",
+                            "calc: 36 + 59 = 95"])
