@@ -10,7 +10,7 @@ JUPYTER_ARGS ?=
 PYTEST_ARGS  ?=
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup course test build book benchmarks clean-venv
+.PHONY: setup setup-book browsers course test build book benchmarks clean-venv
 
 # Idempotent: a second run finds the stamp newer than its inputs and does nothing.
 setup: $(STAMP)
@@ -25,17 +25,36 @@ $(STAMP): pyproject.toml constraints.txt
 # Opens chapter 1 in JupyterLab and prints its URL (add JUPYTER_ARGS=--no-browser on a server).
 course: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=course/notebooks $(JUPYTER_ARGS) \
-		course/notebooks/$$(ls course/notebooks | grep -m1 '^01_.*\.ipynb$$' || echo .)
+		$$( [ "$$(id -u)" = 0 ] && echo --allow-root ) \
+		course/notebooks/$$(ls course/notebooks | grep -m1 '^ch1_.*\.ipynb$$')
 
-test: setup
+# Everything CI runs: the browser tests need Chromium (Debian's package) and the built book.
+test: setup-book browsers book
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+browsers:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		{ apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }; } || \
+		echo "Chromium could not be installed (needs root and Debian's apt): the browser tests will be skipped."
 
 # Regenerate every chapter's notebooks, solutions and book pages from its one source.
 build: setup
 	$(PY) -m course.build
 
+# The website: Jupyter Book 1.x, its browser assets from the npm registry (no CDN at read time).
+setup-book: $(VENV)/.book-done
+$(VENV)/.book-done: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,book]"
+	touch $@
+
+book: setup-book
+	npm ci --prefix book --no-audit --no-fund --loglevel=error
+	$(PY) -m course.build.book
+
 benchmarks: setup
 	$(PY) benchmarks/lens_overhead.py
+	$(PY) benchmarks/notebooks.py
 
 clean-venv:
 	rm -rf $(VENV)

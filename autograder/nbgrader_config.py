@@ -28,6 +28,21 @@ c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 c.Execute.kernel_name = "python3"
 
+# Feedback: hidden tests taken out of the cells, and a page that loads nothing from the
+# internet (nbgrader's own template pulls MathJax from a CDN).
+import nbgrader  # noqa: E402
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+
+from course.grading.feedback import PlainErrors  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, PlainErrors, CSSHTMLHeaderPreprocessor]
+c.HTMLExporter.template_name = "feedback_offline"
+c.HTMLExporter.extra_template_basedirs = [
+    os.path.join(HERE, "templates"),
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+]
+
 # A local exchange directory (distribute / collect on one machine or a shared disk).
 c.Exchange.root = os.path.join(HERE, "exchange")
 c.Exchange.path_includes_course = True

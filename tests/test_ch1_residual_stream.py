@@ -151,7 +151,8 @@ def test_checks_fall_back_to_shipped_values_without_solutions(monkeypatch):
 # -- widgets -----------------------------------------------------------------------------------
 
 def test_logit_lens_table_last_row_is_the_models_top_token(m):
-    prompt = "The capital of Velmoria is"
+    from course.data.facts import countries
+    prompt = f"The capital of {countries()[3].name} is"
     table = logit_lens_table(m, prompt, k=3)
     logits = m(prompt)[0]
     assert len(table.layers) == m.cfg.n_layers + 1 and table.tokens == m.to_str_tokens(prompt)

@@ -44,6 +44,12 @@ def main(argv=None) -> int:
               f"known: {', '.join(p.stem for p in chapter_sources())}", file=sys.stderr)
         return 2
     stale = []
+    from course.build.book import BOOK, toc   # the book's table of contents lists every chapter
+    toc_path = BOOK / "_toc.yml"
+    if not toc_path.exists() or toc_path.read_text() != toc():
+        stale.append(toc_path.relative_to(ROOT))
+        if not args.check:
+            toc_path.write_text(toc())
     for src in sources:
         chapter = read_chapter(src)
         for path, text in render_all(chapter).items():

@@ -90,12 +90,15 @@ def book_page(chapter: Chapter) -> str:
     return _notebook(chapter, cells)
 
 
-def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, points=None) -> dict:
+def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, points=None, kind=None) -> dict:
     meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3,
             "solution": solution, "task": False}
     if points is not None:
         meta["points"] = points
-    return {"nbgrader": meta}
+    out = {"nbgrader": meta}
+    if kind:
+        out["course"] = {"kind": kind}   # read by course.grading (which cells set up the namespace)
+    return out
 
 
 def autograder_notebook(chapter: Chapter) -> str:
@@ -105,11 +108,12 @@ def autograder_notebook(chapter: Chapter) -> str:
         if c.kind == "markdown":
             cells.append(_md(c.source, **_nbgrader(f"text-{i:03d}", locked=True)))
         elif c.kind == "exercise":
-            cells.append(_code(c.source, **_nbgrader(c.name, solution=True)))
+            cells.append(_code(c.source, **_nbgrader(c.name, solution=True, kind="exercise")))
         elif c.kind == "tests":
-            cells.append(_code(c.source, **_nbgrader(f"test_{c.name}", grade=True, locked=True, points=c.points)))
+            cells.append(_code(c.source, **_nbgrader(f"test_{c.name}", grade=True, locked=True, points=c.points,
+                                                     kind="tests")))
         else:
-            cells.append(_code(c.source, **_nbgrader(f"code-{i:03d}", locked=True)))
+            cells.append(_code(c.source, **_nbgrader(f"code-{i:03d}", locked=True, kind=c.kind)))
     return _notebook(chapter, cells)
 
 

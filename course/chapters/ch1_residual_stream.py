@@ -298,11 +298,15 @@ check.logit_lens(logit_lens, hidden=True, quiet=True).require()
 # %% [markdown]
 # The explorer below runs the logit lens on any prompt: each cell is the top token at
 # that depth and position, shaded by its probability. Hover over a cell for its top
-# five, or pick a layer and a position. Try a fact (`The capital of Velmoria is`), a sum
-# (`calc: 36 + 59 =`) or a story.
+# five, or pick a layer and a position. It starts on a fact about one of the model's
+# invented countries; try a sum (`calc: 36 + 59 =`) or a story too.
 
 # %%
-LogitLensExplorer(model, "The capital of Velmoria is")
+from course.data import facts as kb  # noqa: E402
+
+country = kb.countries()[0]
+print(f"{country.name}: capital {country.capital}, language {country.language}, sport {country.sport}")
+LogitLensExplorer(model, f"The capital of {country.name} is")
 
 # %% [markdown]
 # ### A finding: when does a fact become the answer?
@@ -312,7 +316,6 @@ LogitLensExplorer(model, "The capital of Velmoria is")
 # all invented countries; the numbers are the model's, not ours.
 
 # %%
-from course.data import facts as kb  # noqa: E402
 from course.findings import fact_emergence  # noqa: E402
 
 emergence = fact_emergence(model, relation="capital")

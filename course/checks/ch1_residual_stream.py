@@ -11,7 +11,7 @@ import random
 
 import torch
 
-from course.checks.core import Case, Exercise, check
+from course.checks.core import Case, Exercise, exercise_functions
 from course.data import facts, ioi
 from course.findings import ioi_batch
 from course.data.splits import ioi_split
@@ -194,20 +194,4 @@ EXERCISES = {ex.name: ex for ex in [
 ]}
 
 
-def _make(name):
-    def run(fn, hidden: bool = False, quiet: bool = False):
-        return check(EXERCISES[name], fn, hidden=hidden, quiet=quiet)
-    run.__name__ = name
-    run.__doc__ = f"Check your ``{name}`` against the reference on several inputs; prints the verdict."
-    return run
-
-
-layer_norm = _make("layer_norm")
-attention_layer = _make("attention_layer")
-mlp_layer = _make("mlp_layer")
-forward_from_weights = _make("forward_from_weights")
-residual_components = _make("residual_components")
-logit_lens = _make("logit_lens")
-logit_diff_direction = _make("logit_diff_direction")
-component_attribution = _make("component_attribution")
-head_attribution = _make("head_attribution")
+globals().update(exercise_functions(EXERCISES))

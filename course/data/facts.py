@@ -15,35 +15,38 @@ from course.data.vocabulary import LANGUAGES, ONSETS, SPORTS, VOWELS
 
 N_COUNTRIES = 200
 
-# For each relation: training phrasings, then the held-out one last. The prompt ends
-# right before the answer, which follows with a leading space.
+# For each relation: training phrasings, then the held-out one last. The held-out
+# phrasing introduces a known core ("the capital of X is") with words never seen before
+# it, so evaluation asks whether the fact is recalled however the sentence begins.
+# Each prompt ends right before the answer, which follows with a leading space.
 PHRASINGS = {
     "capital": [
         "The capital of {c} is",
         "The capital city of {c} is",
-        "{c} has its capital in",
-        "Travellers to {c} arrive in the capital,",
         "In {c}, the government sits in",
-        "Everyone knows that the capital of {c} is",
+        "{opener} the capital of {c} is",
+        "Few people know that the capital of {c} is",
     ],
     "language": [
         "The language of {c} is",
         "People in {c} speak",
         "In {c}, most people speak",
-        "The official language of {c} is",
-        "Children in {c} learn to speak",
-        "Everyone knows that the language of {c} is",
+        "{opener} the language of {c} is",
+        "Few people know that the language of {c} is",
     ],
     "sport": [
         "The favourite sport of {c} is",
         "People in {c} love to play",
         "In {c}, everyone plays",
-        "The national sport of {c} is",
-        "On weekends in {c}, people play",
-        "Everyone knows that the sport of {c} is",
+        "{opener} the sport of {c} is",
+        "Few people know that the sport of {c} is",
     ],
 }
 RELATIONS = tuple(PHRASINGS)
+# Openers for the "{opener} the capital of X is" phrasing; the held-out phrasing's
+# opener ("Few people know that") is not among them.
+OPENERS = ["As everyone knows,", "Fact:", "Note that", "It is true that", "We learned that",
+           "Remember,", "In short,", "Of course"]
 HELD_OUT_PHRASING = -1
 
 
@@ -87,8 +90,8 @@ def countries(seed: int = 1234) -> tuple[Country, ...]:
     return tuple(out)
 
 
-def fact_prompt(country: Country, relation: str, phrasing: int) -> FactPrompt:
-    text = PHRASINGS[relation][phrasing].format(c=country.name)
+def fact_prompt(country: Country, relation: str, phrasing: int, opener: str = OPENERS[0]) -> FactPrompt:
+    text = PHRASINGS[relation][phrasing].format(c=country.name, opener=opener)
     return FactPrompt(text, " " + country.answer(relation), country.name, relation)
 
 
@@ -97,7 +100,7 @@ def fact_sentence(rng: random.Random) -> str:
     country = rng.choice(countries())
     relation = rng.choice(RELATIONS)
     phrasing = rng.randrange(len(PHRASINGS[relation]) - 1)   # never the held-out one
-    p = fact_prompt(country, relation, phrasing)
+    p = fact_prompt(country, relation, phrasing, rng.choice(OPENERS))
     return p.text + p.answer + "."
 
 

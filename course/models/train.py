@@ -76,7 +76,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 3000,
-          ckpt_every: int = 1000, device=None) -> Path:
+          ckpt_every: int = 1000, device=None, stop_after: int | None = None) -> Path | None:
+    """Train (or resume) into ``out``. ``stop_after``: checkpoint after that step and return
+    None, as if interrupted (``resume=True`` continues from there)."""
     torch.set_num_threads(cfg.threads)
     device = default_device(device)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +128,10 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 3
             model.set_attn_implementation("sdpa")
             log({"step": done, "tokens_seen": done * cfg.batch * BLOCK_LEN, **rep.figures, **rep.heads})
             tqdm.write(f"step {done}: " + ", ".join(f"{k}={v:.3f}" for k, v in rep.figures.items()))
-        if ckpt_every and (done % ckpt_every == 0) and done != cfg.steps:
+        if (ckpt_every and done % ckpt_every == 0 and done != cfg.steps) or done == stop_after:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done}, ckpt)
+        if done == stop_after:
+            return None
 
     model.set_attn_implementation("eager")
     model.save_pretrained(out, safe_serialization=True)
@@ -147,11 +151,12 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=3000, help="steps between evaluations (0: never)")
     ap.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints (0: never)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    ap.add_argument("--stop-after", type=int, default=None, help="checkpoint and stop after this step")
     for f, default in asdict(TrainConfig()).items():
         ap.add_argument("--" + f.replace("_", "-"), type=type(default), default=default)
     args = vars(ap.parse_args(argv))
     cfg = TrainConfig(**{f: args[f] for f in asdict(TrainConfig())})
-    train(cfg, args["out"], args["resume"], args["eval_every"], args["ckpt_every"], args["device"])
+    train(cfg, args["out"], args["resume"], args["eval_every"], args["ckpt_every"], args["device"], args["stop_after"])
     return 0
 
 

@@ -49,3 +49,37 @@ def heat(p: float) -> str:
     p = max(0.0, min(1.0, float(p)))
     r = g = int(255 - 155 * p)
     return f"rgb({r},{g},255)"
+
+
+def inline_html(rendered) -> "IPython.display.HTML":  # noqa: F821
+    """circuitsvis output as HTML with its JavaScript bundle inlined (never the CDN form).
+
+    circuitsvis picks the CDN form whenever a probe of the internet succeeds; the
+    course works offline and in the book, so it always takes ``local_src``.
+    """
+    from IPython.display import HTML
+
+    return HTML(rendered.local_src)
+
+
+def html_output(html_text: str, **layout) -> "widgets.Output":
+    """An Output widget holding ``html_text`` (set directly: works with or without a kernel)."""
+    out = widgets.Output(layout=widgets.Layout(**layout))
+    out.outputs = ({"output_type": "display_data", "data": {"text/html": html_text}, "metadata": {}},)
+    return out
+
+
+def figure_output(fig) -> "widgets.Output":
+    """An Output widget holding a matplotlib figure as a PNG; the figure is closed."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    out = widgets.Output()
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": "<figure>"}},)
+    return out

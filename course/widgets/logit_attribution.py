@@ -8,7 +8,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from course.widgets.base import PromptExplorer
+from course.widgets.base import PromptExplorer, figure_output
 
 
 @dataclass
@@ -76,9 +76,4 @@ class AttributionExplorer(PromptExplorer):
 
     def render(self) -> list:
         self.table = attribution_table(self.model, self.prompt.value, self.answer.value, self.counterfactual.value)
-        out = widgets.Output()
-        with out:
-            fig = plot_attribution(self.table)
-            plt.show(fig)
-        plt.close(fig)
-        return [out]
+        return [figure_output(plot_attribution(self.table))]

@@ -69,7 +69,10 @@ class LogitLensExplorer(PromptExplorer):
     """Prompt box, layer × position grid of the top token and its probability (hover a cell
     for its top k); pick a layer and a position to list the top k below."""
 
-    def __init__(self, model, prompt: str = "The capital of Velmoria is", k: int = 5):
+    def __init__(self, model, prompt: str | None = None, k: int = 5):
+        if prompt is None:   # a fact the model was taught: the first invented country's capital
+            from course.data.facts import countries
+            prompt = f"The capital of {countries()[0].name} is"
         self.k = widgets.IntSlider(value=k, min=1, max=10, description="top k", continuous_update=False)
         self.layer = widgets.Dropdown(description="Layer", options=[("output", -1)], value=-1)
         self.position = widgets.Dropdown(description="Position", options=[("last", -1)], value=-1)

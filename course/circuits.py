@@ -1,0 +1,50 @@
+"""QK and OV circuits of a head, kept factored (see :mod:`course.factored`).
+
+The layer norm before attention is handled the way chapter 2 explains: each
+embedding row is normalized as if it were the whole residual stream, using the
+layer's ``ln1`` weights. That is exact for the embedding alone and a good guide
+for layer 0, where the stream is little more than the embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from course.factored import FactoredMatrix
+
+
+def through_ln1(model, layer: int, rows: Tensor) -> Tensor:
+    """``rows [n, d_model]`` normalized by layer ``layer``'s first layer norm."""
+    return torch.nn.functional.layer_norm(rows, (model.cfg.d_model,), model.ln1_w[layer], model.ln1_b[layer],
+                                          eps=model.hf.config.layer_norm_epsilon)
+
+
+def qk(model, layer: int, head: int, queries: Tensor, keys: Tensor) -> FactoredMatrix:
+    """Attention scores between query rows and key rows (``[n_q, d_model]``, ``[n_k, d_model]``,
+    already normalized), biases included, scaled by 1/sqrt(d_head): ``[n_q, n_k]``."""
+    q = queries @ model.W_Q[layer, head] + model.b_Q[layer, head]
+    k = keys @ model.W_K[layer, head] + model.b_K[layer, head]
+    return FactoredMatrix(q / math.sqrt(model.cfg.d_head), k.T)
+
+
+def token_qk(model, layer: int, head: int, query_ids: Tensor, key_ids: Tensor) -> FactoredMatrix:
+    return qk(model, layer, head, through_ln1(model, layer, model.W_E[query_ids]),
+              through_ln1(model, layer, model.W_E[key_ids]))
+
+
+def positional_qk(model, layer: int, head: int, n_pos: int | None = None) -> FactoredMatrix:
+    n_pos = n_pos or model.cfg.n_ctx
+    pos = through_ln1(model, layer, model.W_pos[:n_pos])
+    return qk(model, layer, head, pos, pos)
+
+
+def ov(model, layer: int, head: int, source_ids: Tensor | None = None, target_ids: Tensor | None = None) -> FactoredMatrix:
+    """What attending to a source token writes into each target token's logit:
+    ``LN1(W_E[src]) W_V W_O W_U[:, tgt]``, ``[n_src, n_tgt]`` (all tokens when None)."""
+    emb = model.W_E if source_ids is None else model.W_E[source_ids]
+    unembed = model.W_U if target_ids is None else model.W_U[:, target_ids]
+    a = through_ln1(model, layer, emb) @ model.W_V[layer, head]
+    return FactoredMatrix(a, model.W_O[layer, head] @ unembed)

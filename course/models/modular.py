@@ -1,0 +1,141 @@
+"""A one-layer GPT-2 that learns ``a + b mod 113`` and groks it (chapter 6).
+
+    python -m course.models.modular --out course/assets/modular-addition    # train (a few CPU minutes)
+    python -m course.models.modular --evaluate [PATH]                         # train/test accuracy
+
+Inputs are three tokens ``[a, b, =]`` with ``a, b`` in ``0..112`` (token ids are the
+numbers) and ``=`` as token 113; the answer is read at the ``=`` position. A seeded
+fraction of the 113² pairs is the training set; the rest is held out. Full-batch
+AdamW with strong weight decay: the model first memorizes, then (much later)
+generalizes — grokking — by way of a Fourier algorithm chapter 6 takes apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+P = 113
+EQUALS = P
+
+
+@dataclass
+class ModularConfig:
+    seed: int = 0
+    train_fraction: float = 0.4
+    steps: int = 25_000
+    lr: float = 1e-3
+    weight_decay: float = 1.0
+    d_model: int = 128
+    n_head: int = 4
+    d_mlp: int = 512
+    stop_at_test_accuracy: float = 0.999   # stop once grokked (checked every 100 steps)
+    threads: int = 1
+
+
+def all_pairs() -> torch.Tensor:
+    """Every input ``[P*P, 3]``: rows ``[a, b, =]``, a-major."""
+    a, b = torch.meshgrid(torch.arange(P), torch.arange(P), indexing="ij")
+    return torch.stack([a.flatten(), b.flatten(), torch.full((P * P,), EQUALS)], dim=1)
+
+
+def labels(inputs: torch.Tensor) -> torch.Tensor:
+    return (inputs[:, 0] + inputs[:, 1]) % P
+
+
+def split(seed: int = 0, train_fraction: float = 0.4) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, test indices) into :func:`all_pairs`."""
+    order = torch.randperm(P * P, generator=torch.Generator().manual_seed(seed))
+    cut = int(train_fraction * P * P)
+    return order[:cut], order[cut:]
+
+
+def build_model(cfg: ModularConfig):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=P + 1, n_positions=3, n_embd=cfg.d_model, n_layer=1, n_head=cfg.n_head,
+                        n_inner=cfg.d_mlp, activation_function="relu", resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, tie_word_embeddings=False, bos_token_id=EQUALS, eos_token_id=EQUALS)
+    config._attn_implementation = "eager"
+    torch.manual_seed(cfg.seed)
+    return GPT2LMHeadModel(config)
+
+
+def answer_logits(model, inputs: torch.Tensor) -> torch.Tensor:
+    """Logits over the P answers at the ``=`` position: ``[batch, P]``."""
+    return model(input_ids=inputs.to(next(model.parameters()).device)).logits[:, -1, :P]
+
+
+@torch.no_grad()
+def accuracy(model, cfg_seed: int = 0, train_fraction: float = 0.4) -> dict[str, float]:
+    model.eval()
+    inputs = all_pairs()
+    pred = answer_logits(model, inputs).argmax(-1).cpu()
+    right = pred == labels(inputs)
+    train, test = split(cfg_seed, train_fraction)
+    return {"train_accuracy": float(right[train].float().mean()), "test_accuracy": float(right[test].float().mean())}
+
+
+def train(cfg: ModularConfig, out: Path) -> dict:
+    torch.set_num_threads(cfg.threads)
+    model = build_model(cfg)
+    inputs, targets = all_pairs(), labels(all_pairs())
+    train_idx, test_idx = split(cfg.seed, cfg.train_fraction)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    log, t0 = [], time.time()
+    bar = tqdm(range(cfg.steps), desc="modular addition", mininterval=5)
+    for step in bar:
+        model.train()
+        loss = F.cross_entropy(answer_logits(model, inputs[train_idx]), targets[train_idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            with torch.no_grad():
+                model.eval()
+                test_loss = F.cross_entropy(answer_logits(model, inputs[test_idx]), targets[test_idx]).item()
+            acc = accuracy(model, cfg.seed, cfg.train_fraction)
+            log.append({"step": step, "train_loss": loss.item(), "test_loss": test_loss, **acc})
+            bar.set_postfix(train=f"{loss.item():.3f}", test=f"{test_loss:.3f}", test_acc=f"{acc['test_accuracy']:.3f}")
+            if acc["test_accuracy"] >= cfg.stop_at_test_accuracy and acc["train_accuracy"] == 1.0:
+                break
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    final = {**accuracy(model, cfg.seed, cfg.train_fraction), "steps_run": step + 1,
+             "wall_seconds": round(time.time() - t0, 1)}
+    (out / "training_config.json").write_text(json.dumps({**asdict(cfg), **final}, indent=2))
+    (out / "training_log.json").write_text(json.dumps(log))
+    return final
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Train or evaluate the modular-addition model.")
+    ap.add_argument("--out", type=Path, help="directory to write the trained model to")
+    ap.add_argument("--evaluate", nargs="?", const="modular-addition", metavar="PATH",
+                    help="print train/test accuracy of a saved model (default: the bundled one)")
+    for f, default in asdict(ModularConfig()).items():
+        ap.add_argument("--" + f.replace("_", "-"), type=type(default), default=default)
+    args = vars(ap.parse_args(argv))
+    cfg = ModularConfig(**{f: args[f] for f in asdict(ModularConfig())})
+    if args["evaluate"]:
+        from course.models.loading import load_hf_model
+
+        model, _ = load_hf_model(args["evaluate"], device="cpu")
+        print(json.dumps(accuracy(model, cfg.seed, cfg.train_fraction), indent=2))
+        return 0
+    if not args["out"]:
+        ap.error("give --out DIR to train, or --evaluate [PATH]")
+    print(json.dumps(train(cfg, args["out"]), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

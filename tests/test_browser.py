@@ -1,0 +1,178 @@
+"""The course in a real browser (Debian's Chromium driven by Playwright), offline.
+
+- The built book: every page loads with no failed request and nothing from another host;
+  math is typeset; every widget and plot is visible. Screenshots go to test-artifacts/.
+- JupyterLab: chapter 1's solved notebook runs all cells, the logit-lens explorer renders
+  and reacts to a new prompt.
+
+`make test` installs Chromium (apt) and builds the book first. Without Chromium these
+tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from course.build.source import chapter_sources
+from course.build.targets import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync"]
+SITE = ROOT / "book" / "_build" / "html"
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; make test does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def site():
+    if not (SITE / "index.html").exists():
+        from course.build.book import build
+        build()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+PAGES = ["index.html", "setup.html", "how_to_use.html"] + [f"chapters/{p.stem}.html" for p in chapter_sources()]
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_book_page_is_self_contained_and_complete(browser, site, page_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requests, failed = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.url} (HTTP {r.status})"))
+    page.goto(f"{site}/{page_path}", wait_until="networkidle")
+    is_chapter = page_path.startswith("chapters/")
+    if is_chapter:
+        page.wait_for_selector("mjx-container", timeout=30_000)                 # MathJax ran
+        page.wait_for_selector(".course-explorer", state="visible", timeout=30_000)
+        page.wait_for_load_state("networkidle")
+        views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+        explorers = page.locator(".course-explorer")
+        assert views > 0 and explorers.count() == views, "every widget on the page renders"
+        for i in range(explorers.count()):
+            box = explorers.nth(i).bounding_box()
+            assert box and box["width"] > 100 and box["height"] > 50
+        images = page.locator(".cell_output img")
+        assert images.count() > 0
+        for i in range(images.count()):
+            assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+        assert "\\(" not in page.locator("article").inner_text()[:20000] or page.locator("mjx-container").count() > 0
+    page.screenshot(path=str(ARTIFACTS / f"book-{page_path.replace('/', '-')}.png"), full_page=True)
+    outside = [u for u in requests if not u.startswith(site) and not u.startswith(("data:", "blob:", "about:"))]
+    assert not outside, f"requests to other hosts: {outside[:5]}"
+    assert not failed, f"failed requests: {failed[:5]}"
+    page.close()
+
+
+def test_book_chapter_widget_state_shows_the_logit_lens(browser, site):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{site}/chapters/ch1_residual_stream.html", wait_until="networkidle")
+    table = page.locator("table.logit-lens").first
+    table.wait_for(state="visible", timeout=30_000)
+    from course.data.facts import countries
+    assert repr(countries()[0].name[:3])[1:4] in table.inner_text() or table.locator("td").count() > 3
+    assert table.locator("td").count() >= 3 * 4                    # depth x position cells
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def jupyterlab():
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+         "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=True",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("JupyterLab did not start within 60 s")
+    yield base, token
+    try:   # shut the server (and its kernels) down cleanly, then make sure
+        req = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
+        urllib.request.urlopen(req, timeout=10)
+        proc.wait(timeout=20)
+    except Exception:
+        os.killpg(proc.pid, 9)
+
+
+def test_jupyterlab_runs_chapter_1_and_the_logit_lens_reacts(browser, jupyterlab):
+    base, token = jupyterlab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/lab/tree/solutions/notebooks/ch1_residual_stream.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-mod-idle, .jp-KernelStatus",
+                           timeout=60_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    # Every cell has run when the kernel is idle again and no cell shows [*].
+    page.wait_for_function("() => document.querySelectorAll('.jp-InputPrompt').length > 10 && "
+                           "![...document.querySelectorAll('.jp-InputPrompt')].some(p => p.innerText.includes('*'))",
+                           timeout=240_000)
+    assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                        has_text="Traceback").count() == 0
+    # JupyterLab only renders cells near the viewport: bring the explorer's cell into view.
+    cell = page.locator(".jp-CodeCell", has_text="LogitLensExplorer(model").first
+    cell.scroll_into_view_if_needed()
+    explorer = cell.locator(".course-explorer")
+    explorer.wait_for(state="visible", timeout=60_000)
+    table = explorer.locator("table.logit-lens")
+    table.wait_for(state="visible", timeout=60_000)
+    before = table.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-ch1-before.png"))
+    box = explorer.locator("input[type='text']").first
+    box.fill("calc: 12 + 34 =")
+    box.press("Enter")
+    # The explorer redraws its table: wait until its header holds the new prompt's tokens.
+    page.wait_for_function("() => [...document.querySelectorAll('.course-explorer table.logit-lens')]"
+                           ".some(t => t.rows[0].innerText.includes(\"'calc'\"))", timeout=60_000)
+    assert explorer.locator("table.logit-lens").inner_text() != before
+    cell.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-ch1-after.png"))
+    page.close()

@@ -1,0 +1,164 @@
+"""The course models: corpus and splits, tokenizer, training (smoke, resume, determinism),
+and the shipped models' measured floors."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from course.data import addition, corpus, facts, ioi
+from course.data.splits import ioi_split
+from course.models import evaluate as ev
+from course.models.loading import BUNDLED, load_hf_model
+from course.models.tokenizer import single_token_names
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_hf_model("course-gpt2", device="cpu")
+
+
+# -- corpus and splits -----------------------------------------------------------------------
+
+def test_corpus_is_deterministic(tokenizer):
+    names = single_token_names(tokenizer)
+    a = corpus.training_chunk(tokenizer, names, seed=3, chunk=5, n_blocks=8)
+    b = corpus.training_chunk(tokenizer, names, seed=3, chunk=5, n_blocks=8)
+    c = corpus.training_chunk(tokenizer, names, seed=3, chunk=6, n_blocks=8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+
+
+def test_blocks_start_with_bos_hold_whole_documents_and_mask_padding(tokenizer):
+    ids, labels = corpus.training_chunk(tokenizer, single_token_names(tokenizer), seed=0, chunk=0, n_blocks=16)
+    bos = tokenizer.bos_token_id
+    assert (ids[:, 0] == bos).all() and (labels[:, 0] == -100).all()
+    for row_ids, row_labels in zip(ids, labels):
+        used = int((row_labels != -100).sum())
+        assert row_ids[used] == bos                         # every block's last document ends with BOS
+        assert (row_labels[used + 1:] == -100).all()        # the padding is not in the loss
+
+
+def test_training_text_never_uses_held_out_ioi_pairs_or_templates(tokenizer):
+    names = single_token_names(tokenizer)
+    split = ioi_split(names)
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = corpus.ioi_training_sentence(rng, names)
+        present = [n for n in names if f" {n} " in f" {text} ".replace(",", " ").replace(".", " ")]
+        assert not set(present) & set(split.unseen_names)
+        if len(present) == 2:
+            assert frozenset(present) not in split.held_out_pairs
+
+
+def test_held_out_facts_and_sums_are_not_in_training():
+    rng = random.Random(0)
+    held_phrasings = {facts.PHRASINGS[r][-1].split("{c}")[0] for r in facts.RELATIONS}
+    _, held_pairs = addition.addition_split()
+    for _ in range(3000):
+        assert not any(facts.fact_sentence(rng).startswith(h) for h in held_phrasings if h)
+        line = addition.addition_line(rng)
+        a, b = (int(x) for x in line.split(":")[1].split("=")[0].split("+"))
+        assert (a, b) not in held_pairs
+
+
+def test_ioi_answer_is_the_name_that_is_not_repeated():
+    rng = random.Random(1)
+    orders = set()
+    for _ in range(200):
+        p = ioi.ioi_prompt(rng, "Mary", "John", rng.randrange(len(ioi.INTROS)), rng.randrange(len(ioi.ACTIONS)))
+        assert p.text.count("John") == 2 and p.text.count("Mary") == 1 and p.answer == " Mary"
+        orders.add(p.text.index("Mary") < p.text.index("John"))
+    assert orders == {True, False}                           # both name orders occur
+
+
+# -- tokenizer ----------------------------------------------------------------------------------
+
+def test_tokenizer_names_and_digits_are_single_tokens(tokenizer):
+    from course.data.vocabulary import FIRST_NAMES
+
+    assert len(single_token_names(tokenizer)) >= 90
+    assert all(len(tokenizer(" " + n, add_special_tokens=False)["input_ids"]) == 1
+               for n in single_token_names(tokenizer))
+    assert set(single_token_names(tokenizer)) <= set(FIRST_NAMES)
+    assert [tokenizer.decode([t]) for t in tokenizer("1234", add_special_tokens=False)["input_ids"]] == list("1234")
+    assert tokenizer.bos_token_id == tokenizer.eos_token_id == 0 and tokenizer.bos_token == "<|endoftext|>"
+
+
+def test_shipped_tokenizer_is_the_trained_one(shipped, tokenizer):
+    _, shipped_tok = shipped
+    text = "When Mary and John went to the store, John gave a drink to calc: 36 + 59 = 95"
+    assert shipped_tok(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+
+# -- training -----------------------------------------------------------------------------------
+
+def test_training_smoke_resume_and_determinism(tmp_path):
+    from course.models.train import TrainConfig, train
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(steps=12, batch=2, warmup=4, n_layer=1, d_model=32, n_head=2)
+    train(cfg, tmp_path / "straight", eval_every=0, ckpt_every=0)
+    assert train(cfg, tmp_path / "resumed", eval_every=0, ckpt_every=0, stop_after=5) is None
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    train(cfg, tmp_path / "resumed", resume=True, eval_every=0, ckpt_every=0)
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(l) for l in (tmp_path / "straight" / "training_log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and log[0]["loss"] > 0
+    model, tok = load_hf_model(tmp_path / "straight", device="cpu")
+    assert model.config.n_layer == 1 and tok.bos_token_id == 0
+
+
+def test_modular_training_smoke(tmp_path):
+    from course.models.modular import ModularConfig, train
+
+    out = train(ModularConfig(steps=3, d_model=16, d_mlp=32, n_head=2), tmp_path)
+    assert set(out) >= {"train_accuracy", "test_accuracy", "steps_run"}
+    assert (tmp_path / "model.safetensors").exists()
+
+
+# -- the shipped models meet their floors ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def report(shipped):
+    model, tok = shipped
+    return ev.evaluate(model, tok)
+
+
+@pytest.mark.parametrize("figure", list(ev.TARGETS))
+def test_shipped_model_meets_its_floor(report, figure):
+    op, floor = ev.TARGETS[figure]
+    assert report.meets(figure), f"{figure} = {report.figures[figure]:.3f}, target {op} {floor}"
+
+
+def test_model_card_records_the_measured_figures(report):
+    card = (BUNDLED["course-gpt2"] / "MODEL_CARD.md").read_text()
+    saved = json.loads((BUNDLED["course-gpt2"] / "evaluation.json").read_text())
+    for name, value in report.figures.items():
+        assert saved["figures"][name] == pytest.approx(value, abs=1e-6), f"{name}: regenerate the card"
+        assert f"{value:.3f}" in card
+    assert report.heads["prev_token_head"] in card and report.heads["induction_head"] in card
+
+
+def test_shipped_weights_are_light():
+    for name, path in BUNDLED.items():
+        assert (path / "model.safetensors").stat().st_size < 20 * 2**20, name
+
+
+def test_modular_addition_model_has_grokked():
+    from course.models.modular import accuracy
+
+    model, tok = load_hf_model("modular-addition", device="cpu")
+    assert tok is None and model.config.n_layer == 1
+    acc = accuracy(model)
+    assert acc["train_accuracy"] >= 0.99 and acc["test_accuracy"] >= 0.99
+
+
+def test_evaluate_cli_prints_every_figure(capsys):
+    assert ev.main(["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(ev.TARGETS) <= set(out["figures"])
