@@ -66,6 +66,7 @@ def ioi_attribution_summary(model, n_prompts: int = 60, seed: int = 0) -> dict:
         "top_component": labels[int(comps.argmax())],
         "top_head": head_labels[int(per_head.argmax())],
         "negative_components": [lab for lab, v in zip(labels, comps.tolist()) if v < -0.1],
+        "negative_heads": [lab for lab, v in zip(head_labels, per_head.tolist()) if v < -0.1],
     }
 
 

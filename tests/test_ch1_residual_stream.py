@@ -12,7 +12,12 @@ from course.findings import fact_emergence, ioi_attribution_summary, ioi_batch
 from course.widgets import AttributionExplorer, LogitLensExplorer, attribution_table, logit_lens_table
 from solutions import ch1_residual_stream as ref
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def no_grad():
+    with torch.no_grad():   # only for this module's tests (training tests elsewhere need gradients)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +193,15 @@ def test_widgets_construct_and_react(m):
 def test_finding_facts_become_the_answer_only_at_the_output(m):
     shares = fact_emergence(m, "capital")
     assert sum(shares.values()) == pytest.approx(1.0)
-    # The chapter states: the answer is never the top token before the last layer has run,
-    # and at the output nearly every fact is right.
-    assert shares["embed"] == 0.0 and shares["output"] >= 0.9
+    # The chapter states: no fact is on top from the embeddings alone, and most become the
+    # top prediction only after the last layer.
+    assert shares["embed"] == 0.0
+    assert shares["output"] > 0.5 and shares["never"] < 0.1
 
 
-def test_finding_ioi_is_carried_by_layer_1_attention(m):
+def test_finding_ioi_direct_push_comes_mostly_from_the_last_mlp(m):
     s = ioi_attribution_summary(m, n_prompts=60)
     assert s["logit_diff"] > 2.0
-    assert s["top_component"] == "attn_1" and s["top_head"].startswith("L1")
+    # The chapter states: much of the direct push comes from the last MLP.
+    assert s["top_component"] == f"mlp_{m.cfg.n_layers - 1}"
+    assert s["top_head"].startswith(f"L{m.cfg.n_layers - 1}")

@@ -18,7 +18,7 @@ from tests.grading_corpus import ASSIGNMENT, corpus
 def fresh_course_dir(tmp: Path) -> Path:
     course_dir = tmp / "autograder"
     shutil.copytree(ROOT / "autograder", course_dir, ignore=shutil.ignore_patterns(
-        "release", "submitted", "autograded", "feedback", "exchange", "gradebook.db", "grades.csv", "*.json"))
+        "release", "submitted", "autograded", "feedback", "exchange", "gradebook.db", "grades.csv", "grading_report.json"))
     r = runner.nbgrader(course_dir, ["generate_assignment", ASSIGNMENT, "--force"])
     assert r.returncode == 0, r.stderr[-1500:]
     return course_dir

@@ -177,3 +177,18 @@ def test_hook_error_leaves_no_hooks_behind(model, tokens):
     with pytest.raises(HookReturnError):
         model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_mlp_out", lambda x, h: x[0])])
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.hf.modules())
+
+
+def test_layer_norm_statistics_are_exact_and_lazy_values_resolve(model, tokens):
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: "ln" in n or n.endswith("resid_pre"))
+    x = cache["resid_pre", 1]
+    want = torch.nn.functional.layer_norm(x, (model.cfg.d_model,), eps=1e-5)
+    torch.testing.assert_close(cache["blocks.1.ln1.hook_normalized"], want, atol=1e-5, rtol=1e-5)
+    var = x.var(-1, keepdim=True, unbiased=False)
+    torch.testing.assert_close(cache["blocks.1.ln1.hook_scale"], (var + 1e-5).sqrt(), atol=1e-6, rtol=1e-5)
+    assert all(isinstance(v, torch.Tensor) for _, v in cache.items())    # every lazy entry resolves
+    # A hook that reads hook_normalized and changes it is given the real tensor.
+    seen = []
+    out = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.ln2.hook_normalized",
+                                                   lambda t, h: seen.append(type(t)) or t * 0)])
+    assert seen == [torch.Tensor] and not torch.allclose(out, model(tokens))

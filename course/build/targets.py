@@ -51,43 +51,30 @@ def reference_module(chapter: Chapter) -> str:
     return "\n\n\n".join(parts) + "\n"
 
 
-def student_notebook(chapter: Chapter) -> str:
+def _lesson(chapter: Chapter, exercise_code, exercise_tags: list[str], tags: dict[str, list[str]]) -> str:
+    """A notebook of the chapter's text and code (no graded test cells), exercises as ``exercise_code``."""
     cells = []
     for c in chapter.cells:
         if c.kind == "markdown":
             cells.append(_md(c.source))
         elif c.kind == "exercise":
-            cells.append(_code(c.stub(), tags=["exercise"]))
+            cells.append(_code(exercise_code(c), tags=exercise_tags))
         elif c.kind != "tests":
-            cells.append(_code(c.source))
+            cells.append(_code(c.source, **({"tags": tags[c.kind]} if c.kind in tags else {})))
     return _notebook(chapter, cells)
+
+
+def student_notebook(chapter: Chapter) -> str:
+    return _lesson(chapter, Cell.stub, ["exercise"], {})
 
 
 def solved_notebook(chapter: Chapter) -> str:
-    cells = []
-    for c in chapter.cells:
-        if c.kind == "markdown":
-            cells.append(_md(c.source))
-        elif c.kind == "exercise":
-            cells.append(_code(c.without_markers(), tags=["exercise"]))
-        elif c.kind != "tests":
-            cells.append(_code(c.source))
-    return _notebook(chapter, cells)
+    return _lesson(chapter, Cell.without_markers, ["exercise"], {})
 
 
 def book_page(chapter: Chapter) -> str:
     """The solved notebook as a lesson: solutions folded (hide-input), checks' code hidden."""
-    cells = []
-    for c in chapter.cells:
-        if c.kind == "markdown":
-            cells.append(_md(c.source))
-        elif c.kind == "exercise":
-            cells.append(_code(c.without_markers(), tags=["hide-input"]))
-        elif c.kind in ("check", "setup"):
-            cells.append(_code(c.source, tags=["hide-input"]))
-        elif c.kind != "tests":
-            cells.append(_code(c.source))
-    return _notebook(chapter, cells)
+    return _lesson(chapter, Cell.without_markers, ["hide-input"], {"check": ["hide-input"], "setup": ["hide-input"]})
 
 
 def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, points=None, kind=None) -> dict:

@@ -418,7 +418,9 @@ AttributionExplorer(model, prompt, " Mary", " John")
 # %% [markdown]
 # Averaged over many IOI prompts the picture is stable. The cell below finds, on the
 # model in front of you, the component and the head with the largest mean contribution,
-# and the components that push *against* the right answer.
+# and the components and heads that push *against* the right answer. In a model this
+# small, expect a surprise: much of the direct push comes from the last MLP, which turns
+# what the heads moved into the answer's logit.
 
 # %%
 from course.findings import ioi_attribution_summary  # noqa: E402
@@ -426,15 +428,16 @@ from course.findings import ioi_attribution_summary  # noqa: E402
 summary = ioi_attribution_summary(model, n_prompts=60)
 print(f"mean logit difference: {summary['logit_diff']:.2f}")
 print("largest push towards the answer:", summary["top_component"], "— head", summary["top_head"])
-print("pushing against the answer:", summary["negative_components"] or "none")
+print("components pushing against the answer:", summary["negative_components"] or "none")
+print("heads pushing against the answer:", summary["negative_heads"] or "none")
 
 # %% [markdown]
 # ## Summary
 #
 # - The residual stream is a sum of writes; you rebuilt it from the weights and
 #   matched the model's logits.
-# - The logit lens reads that sum at every depth; on this model, facts become the top
-#   prediction only late.
+# - The logit lens reads that sum at every depth; on this model no fact is on top from the
+#   embeddings alone, and most become the top prediction only after the last layer.
 # - With the final layer norm's scale frozen, every logit difference splits into
 #   contributions per component and per head. In the next chapter you open those
 #   heads up: what they attend to, and what they write.

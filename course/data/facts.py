@@ -43,10 +43,26 @@ PHRASINGS = {
     ],
 }
 RELATIONS = tuple(PHRASINGS)
-# Openers for the "{opener} the capital of X is" phrasing; the held-out phrasing's
-# opener ("Few people know that") is not among them.
-OPENERS = ["As everyone knows,", "Fact:", "Note that", "It is true that", "We learned that",
-           "Remember,", "In short,", "Of course"]
+# Openers for the "{opener} the capital of X is" phrasing: many templates filled with
+# names, places and days, so the model learns to recall the fact whatever comes before
+# it. The held-out phrasing's opener ("Few people know that") is not among them.
+OPENER_TEMPLATES = [
+    "{name} said that", "{name} told {name2} that", "On {day}, {name} learned that",
+    "In the {place}, {name} read that", "{name} wrote that", "As {name} explained,",
+    "Everyone at the {place} knows that", "Fact:", "Note that", "It is true that",
+    "We learned that", "Remember,", "In short,", "Of course",
+]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+OPENERS = [t for t in OPENER_TEMPLATES if "{" not in t]   # the fixed ones, for evaluation
+
+
+def random_opener(rng: random.Random) -> str:
+    from course.data.vocabulary import FIRST_NAMES, PLACES
+
+    a, b = rng.sample(FIRST_NAMES, 2)
+    return rng.choice(OPENER_TEMPLATES).format(name=a, name2=b, day=rng.choice(DAYS), place=rng.choice(PLACES))
+
+
 HELD_OUT_PHRASING = -1
 
 
@@ -100,7 +116,7 @@ def fact_sentence(rng: random.Random) -> str:
     country = rng.choice(countries())
     relation = rng.choice(RELATIONS)
     phrasing = rng.randrange(len(PHRASINGS[relation]) - 1)   # never the held-out one
-    p = fact_prompt(country, relation, phrasing, rng.choice(OPENERS))
+    p = fact_prompt(country, relation, phrasing, random_opener(rng))
     return p.text + p.answer + "."
 
 

@@ -9,9 +9,9 @@ For each student (several at a time with ``--workers``):
    (``course.grading.sandbox``: no reference solutions, no course directory, capped
    memory, a per-cell timeout); visible tests decide in the notebook, hidden tests are
    deferred;
-3. before that, :mod:`course.grading.verify` re-checks every exercise on the hidden
+3. alongside, :mod:`course.grading.verify` re-checks every exercise on the hidden
    inputs outside the student's process (and finds any cell that ends the process,
-   which is then replaced so nbgrader can grade the cells before it).
+   which is then replaced, and nbgrader run again, so the cells before it are graded).
 
 Then, one student at a time in the gradebook, a graded cell whose exercise failed the
 re-check is set to zero, with the reason as a comment the student sees in the
@@ -50,10 +50,12 @@ class StudentResult:
     error: str | None = None
 
 
-def hidden_paths(course_dir: Path) -> list[Path]:
-    """What student code must not see: the course directory, the reference, the chapter sources, the book."""
+def hidden_paths(course_dir: Path, extra: list[Path] = ()) -> list[Path]:
+    """What student code must not see: the course directory, the reference, the chapter sources,
+    the book, and any ``extra`` directories (other copies of the course on the grading machine)."""
     repo = Path(course.__file__).resolve().parents[1]
-    paths = [course_dir.resolve(), repo / "solutions", repo / "course" / "chapters", repo / "book", repo / "autograder"]
+    paths = [course_dir.resolve(), repo / "solutions", repo / "course" / "chapters", repo / "book",
+             repo / "autograder", *(Path(p).resolve() for p in extra)]
     return [p for p in dict.fromkeys(paths) if p.is_dir()]
 
 
@@ -62,7 +64,8 @@ def write_kernel_spec(root: Path, hide: list[Path], memory_gib: float) -> Path:
     spec = root / "kernels" / KERNEL
     spec.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "course.grading.sandbox", *sum((["--hide", str(p)] for p in hide), []),
-            "--memory-gib", str(memory_gib), "--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            "--private-tmp", "--memory-gib", str(memory_gib), "--",
+            sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({
         "argv": argv, "display_name": "Inside GPT-2 (grading sandbox)", "language": "python",
         "env": {"COURSE_HIDDEN_TESTS": "deferred", "HF_HUB_OFFLINE": "1",
@@ -79,6 +82,17 @@ def nbgrader(course_dir: Path, args: list[str], jupyter_path: Path | None = None
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _nbgrader_autograde(course_dir, assignment, student, jupyter_path, cell_timeout):
+    args = ["autograde", assignment, "--student", student, "--force",
+            f"--Execute.kernel_name={KERNEL}", f"--Execute.timeout={cell_timeout}"]
+    for attempt in range(4):   # concurrent workers share one SQLite gradebook
+        r = nbgrader(course_dir, args, jupyter_path, timeout=cell_timeout * 60 + 600)
+        if r.returncode == 0 or "database is locked" not in (r.stderr + r.stdout):
+            break
+        time.sleep(1 + attempt)
+    return r
+
+
 def _autograde_one(course_dir, assignment, student, jupyter_path, cell_timeout, source_nb, release_nb, hide,
                    references, memory_gib) -> StudentResult:
     start = time.monotonic()
@@ -89,22 +103,20 @@ def _autograde_one(course_dir, assignment, student, jupyter_path, cell_timeout, 
     except Exception as e:   # never let one student's files stop the class
         result.error = f"the submission could not be prepared ({type(e).__name__}: {e})"
     if result.error is None:
-        # The re-check first: it also finds a cell that ends the Python process, which would
-        # stop nbgrader's kernel and with it the grading of everything before that cell.
-        recheck = verify.verify(assignment, source_nb, sub / f"{assignment}.ipynb", hide, references,
-                                cell_seconds=cell_timeout, call_seconds=cell_timeout, memory_gib=memory_gib)
+        # The re-check and nbgrader are independent: run them side by side. If the re-check
+        # finds a cell that ends the Python process (which stops nbgrader's kernel, and with it
+        # the grading of everything before that cell), replace that cell and grade again.
+        notebook = sub / f"{assignment}.ipynb"
+        with ThreadPoolExecutor(max_workers=1) as side:
+            pending = side.submit(verify.verify, assignment, source_nb, notebook, hide, references,
+                                  cell_seconds=cell_timeout, call_seconds=cell_timeout, memory_gib=memory_gib)
+            r = _nbgrader_autograde(course_dir, assignment, student, jupyter_path, cell_timeout)
+            recheck = pending.result()
         for v in recheck.verdicts:
             result.exercises[v.exercise] = ("✓ " if v.passed else "✗ ") + v.message
         if recheck.process_ender:
-            result.notes.append(preflight.neutralize(sub / f"{assignment}.ipynb", recheck.process_ender))
-    if result.error is None:
-        args = ["autograde", assignment, "--student", student, "--force",
-                f"--Execute.kernel_name={KERNEL}", f"--Execute.timeout={cell_timeout}"]
-        for attempt in range(4):   # concurrent workers share one SQLite gradebook
-            r = nbgrader(course_dir, args, jupyter_path, timeout=cell_timeout * 60 + 600)
-            if r.returncode == 0 or "database is locked" not in (r.stderr + r.stdout):
-                break
-            time.sleep(1 + attempt)
+            result.notes.append(preflight.neutralize(notebook, recheck.process_ender))
+            r = _nbgrader_autograde(course_dir, assignment, student, jupyter_path, cell_timeout)
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
             result.error = f"nbgrader could not grade the notebook ({tail[0][:200]})"
@@ -147,7 +159,7 @@ def _record(course_dir: Path, assignment: str, results: list[StudentResult]) -> 
 
 
 def autograde(course_dir: Path, assignment: str, workers: int = 1, cell_timeout: int = 120,
-              students: list[str] | None = None, memory_gib: float = 6.0) -> list[StudentResult]:
+              students: list[str] | None = None, memory_gib: float = 6.0, also_hide: list[Path] = ()) -> list[StudentResult]:
     course_dir = Path(course_dir).resolve()
     source_nb = course_dir / "source" / assignment / f"{assignment}.ipynb"
     release_nb = course_dir / "release" / assignment / f"{assignment}.ipynb"
@@ -159,7 +171,7 @@ def autograde(course_dir: Path, assignment: str, workers: int = 1, cell_timeout:
             raise RuntimeError(f"nbgrader generate_assignment failed: {r.stderr[-500:]}")
     submitted = course_dir / "submitted"
     students = students or sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
-    hide = hidden_paths(course_dir)
+    hide = hidden_paths(course_dir, also_hide)
     references = verify.reference_outputs(assignment, verify.notebook_parts(source_nb, source_nb)["exercises"])
     with tempfile.TemporaryDirectory(prefix="grading-kernel-") as tmp:
         jupyter_path = write_kernel_spec(Path(tmp), hide, memory_gib)
@@ -185,9 +197,11 @@ def main(argv=None) -> int:
     a.add_argument("--cell-timeout", type=int, default=120, help="seconds a cell may run")
     a.add_argument("--memory-gib", type=float, default=6.0, help="memory cap for student code")
     a.add_argument("--student", action="append", help="only these students (repeatable)")
+    a.add_argument("--also-hide", action="append", type=Path, default=[],
+                   help="another directory student code must not see (repeatable)")
     args = ap.parse_args(argv)
     results = autograde(args.course_dir, args.assignment, args.workers, args.cell_timeout, args.student,
-                        args.memory_gib)
+                        args.memory_gib, args.also_hide)
     for r in results:
         flag = f"  ({r.error})" if r.error else ""
         print(f"{r.student:24s} {r.score:5.1f} / {r.max_score:4.1f}  {r.seconds:5.1f} s{flag}")

@@ -5,6 +5,7 @@
 - Each ``--hide`` directory is covered by an empty read-only tmpfs in a private mount
   namespace: the reference solutions, the chapter sources, the nbgrader course
   directory (hidden tests, the gradebook, other students' files) simply are not there.
+  With ``--private-tmp`` every other directory under /tmp is hidden the same way.
 - Memory (address space), file size and process count are capped, so a runaway cell
   fails on its own instead of taking the grading machine down.
 - The command starts in a fresh empty working directory.
@@ -44,11 +45,38 @@ def _hide(paths: list[str]) -> bool:
     return True
 
 
+def _private_tmp(command: list[str]) -> bool:
+    """Hide every directory under /tmp (other courses' copies, old runs, other students' work)
+    except those the command needs: the repository, the Python environment, and folders of
+    files named on its command line (a kernel's connection file). /tmp stays writable."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    keep = {os.path.realpath(p) for p in (repo, sys.prefix, *(a for a in command if a.startswith("/tmp/")))}
+
+    def hide_under(folder: str) -> bool:
+        for entry in os.scandir(folder):
+            path = os.path.realpath(entry.path)
+            if any(k == path or k.startswith(path + os.sep) for k in keep):
+                if entry.is_dir(follow_symlinks=False) and path not in keep and not hide_under(entry.path):
+                    return False
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0555,ro", "sandbox-hidden",
+                                    entry.path], capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(f"sandbox: could not hide {entry.path}: {r.stderr.strip()}", file=sys.stderr)
+                    return False
+        return True
+
+    return hide_under("/tmp")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Run a command with course files hidden and resources capped.")
     ap.add_argument("--hide", action="append", default=[], help="directory to hide (repeatable)")
     ap.add_argument("--memory-gib", type=float, default=6.0, help="address-space cap in GiB")
     ap.add_argument("--max-file-mib", type=float, default=256.0, help="largest file the command may write")
+    ap.add_argument("--private-tmp", action="store_true",
+                    help="hide the other directories under /tmp (all but the course's own)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -58,7 +86,7 @@ def main(argv=None) -> None:
     # The command starts in another directory: resolve it (and relative paths) first.
     command[0] = os.path.abspath(shutil.which(command[0]) or command[0])
 
-    if hide and os.environ.get(INSIDE) != "1" and shutil.which("unshare"):
+    if (hide or args.private_tmp) and os.environ.get(INSIDE) != "1" and shutil.which("unshare"):
         # Re-enter in a private mount namespace (as root; else as root of a user namespace).
         base = ["unshare", "--mount", "--propagation", "private"]
         if os.geteuid() != 0:
@@ -67,7 +95,7 @@ def main(argv=None) -> None:
         probe = subprocess.run([*base, "true"], capture_output=True)
         if probe.returncode == 0:
             os.execvpe(base[0], [*base, "--", sys.executable, "-m", "course.grading.sandbox", *sys.argv[1:]], env)
-    hidden = os.environ.get(INSIDE) == "1" and _hide(hide)
+    hidden = os.environ.get(INSIDE) == "1" and _hide(hide) and (not args.private_tmp or _private_tmp(command))
     if hide and not hidden:
         print("sandbox: WARNING: no mount namespace; course files are NOT hidden from this process.", file=sys.stderr)
     os.environ["COURSE_SANDBOX_HIDDEN"] = "1" if hidden else "0"

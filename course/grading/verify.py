@@ -146,12 +146,14 @@ def verify(chapter: str, source_nb: Path, submitted_nb: Path, hide: list[Path], 
     parts = notebook_parts(source_nb, submitted_nb)
     references = references or reference_outputs(chapter, parts["exercises"])
     checks = importlib.import_module(f"course.checks.{chapter}")
-    with tempfile.TemporaryDirectory(prefix="recheck-") as out:
+    # Outside /tmp: the student's process gets a private /tmp, and the outputs must come back.
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="recheck-", dir=shm) as out:
         os.chmod(out, 0o777)
         harness = Path(out, "harness.py")
         harness.write_text(HARNESS)
         cmd = [sys.executable, "-m", "course.grading.sandbox", *sum((["--hide", str(p)] for p in hide), []),
-               "--memory-gib", str(memory_gib), "--", sys.executable, str(harness), out,
+               "--private-tmp", "--memory-gib", str(memory_gib), "--", sys.executable, str(harness), out,
                str(cell_seconds), str(call_seconds)]
         budget = 120 + cell_seconds * len(parts["solutions"]) + call_seconds * 4 * len(parts["exercises"])
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(core.__file__).parents[2])}

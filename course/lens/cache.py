@@ -32,7 +32,11 @@ class ActivationCache:
         return name
 
     def __getitem__(self, key) -> Tensor:
-        return self._store[self._key(key)]
+        name = self._key(key)
+        value = self._store[name]
+        if callable(value) and not isinstance(value, Tensor):   # computed on first read
+            value = self._store[name] = value().detach()
+        return value
 
     def __contains__(self, key) -> bool:
         try:
@@ -51,10 +55,10 @@ class ActivationCache:
         return self._store.keys()
 
     def items(self):
-        return self._store.items()
+        return [(k, self[k]) for k in self._store]
 
     def to(self, device) -> "ActivationCache":
-        return ActivationCache({k: v.to(device) for k, v in self._store.items()}, self.model)
+        return ActivationCache({k: v.to(device) for k, v in self.items()}, self.model)
 
     def __repr__(self) -> str:
         return f"ActivationCache({len(self)} hook points: {', '.join(list(self)[:4])}, ...)"

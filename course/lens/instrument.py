@@ -12,9 +12,11 @@ Where a point is not a module boundary:
   operations in eager attention's order, so the numbers are the same.
 - ``hook_resid_mid`` is read as ``attn_out + resid_pre`` (the block's own sum); a
   replacement is passed on by adjusting the attention output to match it.
-- layer-norm ``hook_scale`` / ``hook_normalized`` are computed in steps beside the
-  model's fused layer norm; only when a hook replaces one of them is the norm's
-  output rebuilt from the steps (so a scale can be frozen or patched).
+- a hooked layer norm runs as ``torch.native_layer_norm`` (the kernel behind its own
+  forward, so the output is the same) which also returns the statistics: the scale
+  comes for free, ``hook_normalized`` is computed only when read or changed, and only
+  when a hook replaces one of them is the output rebuilt from them (so a scale can be
+  frozen or patched).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Instrument:
         self.n_heads = n_heads
         self.fns = {k: v for k, v in fns.items() if v}
         self.handles: list = []
+        self.patched: list = []                     # modules whose forward is replaced for this run
         self.resid_pre: dict[int, torch.Tensor] = {}
         self.points: dict[str, HookPoint] = {name: HookPoint(name) for name in self.fns}
 
@@ -121,6 +124,9 @@ class Instrument:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+        for module in self.patched:
+            del module.forward
+        self.patched.clear()
         for blk in self.hf.transformer.h:
             blk.attn._lens_run = None
         self.resid_pre.clear()
@@ -192,14 +198,38 @@ class Instrument:
             self._fwd(blk, post)
 
     def _layer_norm(self, ln: nn.LayerNorm, p: str) -> None:
-        def stepwise(m, args, out):
-            x = args[0]
-            var, mean = torch.var_mean(x, -1, keepdim=True, correction=0)
-            scale = (var + m.eps).sqrt()
+        """While hooked, the layer norm runs as ``native_layer_norm`` (the kernel behind its own
+        forward: the same output, bit for bit), which also returns the mean and 1/scale."""
+        def forward(x):
+            out, mean, rstd = torch.native_layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+            scale = rstd.reciprocal()
             new_scale = self.run(p + "hook_scale", scale)
+            name = p + "hook_normalized"
+            if new_scale is scale and self.only_caches(name):
+                # Nobody will change it: cache it lazily, computed only if someone reads it.
+                lazy = Lazy(lambda: (x - mean) * rstd)
+                for fn in self.fns.get(name, ()):
+                    fn(lazy, self.points[name])
+                return out
             normalized = (x - mean) / new_scale
-            new_normalized = self.run(p + "hook_normalized", normalized)
+            new_normalized = self.run(name, normalized)
             if new_scale is scale and new_normalized is normalized:
-                return None   # only looked at: keep the model's own fused layer norm output
-            return new_normalized * m.weight + m.bias
-        self._fwd(ln, stepwise)
+                return out
+            return new_normalized * ln.weight + ln.bias
+        ln.forward = forward                        # an instance attribute: removed on exit
+        self.patched.append(ln)
+
+    def only_caches(self, name: str) -> bool:
+        return all(getattr(fn, "accepts_lazy", False) for fn in self.fns.get(name, ()))
+
+
+class Lazy:
+    """An activation computed on first use (the cache resolves it when read)."""
+
+    __slots__ = ("compute",)
+
+    def __init__(self, compute):
+        self.compute = compute
+
+    def __call__(self) -> torch.Tensor:
+        return self.compute()

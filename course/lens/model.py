@@ -18,7 +18,7 @@ from course.lens import weights as W
 from course.lens.cache import ActivationCache
 from course.lens.errors import PromptError
 from course.lens.hook_points import NameFilter, act_name, all_hook_names, check_hook_name, select
-from course.lens.instrument import ATTN_IMPLEMENTATION, HookFn, Instrument
+from course.lens.instrument import ATTN_IMPLEMENTATION, HookFn, Instrument, Lazy
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,12 @@ class HookedGPT2:
         fns = self._resolve_hooks(fwd_hooks)
 
         def save(x, hook):
-            store[hook.name] = x.detach() if device is None else x.detach().to(device)
+            if isinstance(x, Lazy):                 # resolved by the cache when first read
+                store[hook.name] = x if device is None else Lazy(lambda: x().to(device))
+            else:
+                store[hook.name] = x.detach() if device is None else x.detach().to(device)
+
+        save.accepts_lazy = True
 
         for name in select(names_filter, self.hook_names):
             fns.setdefault(name, []).append(save)

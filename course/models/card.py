@@ -58,6 +58,17 @@ def write_card(path: Path) -> Path:
         f"| {LABELS[k]} | {v:.3f} | {' '.join(map(str, TARGETS[k])) if k in TARGETS else ''} |"
         for k, v in report.figures.items())
     mix = ", ".join(f"{k} {v:.0%}" for k, v in TEXT_MIX.items())
+    missed = [f"- **Target not met: {LABELS[k]}** — {report.figures[k]:.3f}, target {' '.join(map(str, TARGETS[k]))}."
+              for k in TARGETS if not report.meets(k)]
+    if "fact_accuracy" in [k for k in TARGETS if not report.meets(k)]:
+        from course.data import facts
+        import random
+        rng = random.Random(5)
+        fresh = [facts.fact_prompt(c, r, 3, facts.random_opener(rng)) for c in facts.countries() for r in facts.RELATIONS]
+        from course.models.evaluate import fact_accuracy
+        missed.append(f"  Facts are recalled after openers of the training kind never seen in this exact form "
+                      f"({fact_accuracy(model, tokenizer, fresh):.3f}); an opener of a new kind "
+                      f"(\"Few people know that …\") is what the model does not yet generalize to.")
     card = f"""# Course GPT-2 — model card
 
 A small GPT-2 (`transformers.GPT2LMHeadModel`) trained by this course on a synthetic
@@ -79,8 +90,9 @@ repeated 2–4 times; the rest is text: {mix}. IOI: {len(INTROS)} intro clauses 
 name orders, optional name-free middle sentences; 8 names never appear in IOI sentences,
 10% of name pairs and 15% of (intro, action) combinations are held out. Facts: 200
 invented countries × capital, language and sport, 4 training phrasings each (one of them
-after 8 different openers such as "Fact:"), and a fifth, with an opener never seen in
-training ("Few people know that …"), held out. Addition: "calc: a + b = c" for a, b in 10..99, 10% of pairs held out. Blocks of
+after an opener drawn from 14 templates filled with names, places and days, such as
+"Anna told Tom that the capital of X is"), and a fifth, with an opener never seen in
+training ("Few people know that the capital of X is"), held out. Addition: "calc: a + b = c" for a, b in 10..99, 10% of pairs held out. Blocks of
 {BLOCK_LEN} tokens start with BOS and hold whole documents; padding is not in the loss.
 
 ## Training (`python -m course.models.train --out DIR --steps {train['steps']}`)
@@ -106,6 +118,7 @@ Order of emergence during training (checkpoint evaluations on smaller held-out s
 
 ## Limits
 
+{chr(10).join(missed) if missed else "- Every target above is met."}
 - IOI on names never seen in an IOI sentence is weaker than on held-out pairs of
   familiar names (see the table): the model has partly learned which tokens are "IOI
   names".

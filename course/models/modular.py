@@ -84,6 +84,7 @@ def accuracy(model, cfg_seed: int = 0, train_fraction: float = 0.4) -> dict[str,
     return {"train_accuracy": float(right[train].float().mean()), "test_accuracy": float(right[test].float().mean())}
 
 
+@torch.enable_grad()
 def train(cfg: ModularConfig, out: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     model = build_model(cfg)

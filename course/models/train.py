@@ -75,6 +75,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+@torch.enable_grad()
 def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 3000,
           ckpt_every: int = 1000, device=None, stop_after: int | None = None) -> Path | None:
     """Train (or resume) into ``out``. ``stop_after``: checkpoint after that step and return

@@ -28,6 +28,13 @@ class LogitLensTable:
         return self.top_tokens[layer][pos][0], self.top_probs[layer][pos][0]
 
 
+def token_text(tokenizer, token_id: int) -> str:
+    """The text of one token; ids the tokenizer never assigned (the embedding has spare rows) show as <id>."""
+    if tokenizer.convert_ids_to_tokens(token_id) is None:
+        return f"<unused {token_id}>"
+    return tokenizer.decode([token_id])
+
+
 @torch.no_grad()
 def logit_lens_table(model, prompt: str, k: int = 5) -> LogitLensTable:
     """Decode the stream before each layer and after the last, as if it were final."""
@@ -38,12 +45,10 @@ def logit_lens_table(model, prompt: str, k: int = 5) -> LogitLensTable:
     resid, labels = cache.accumulated_resid(return_labels=True)        # [layer, 1, pos, d_model]
     probs = (cache.apply_ln_final(resid[:, 0]) @ model.W_U).softmax(-1)  # [layer, pos, d_vocab]
     top = probs.topk(k, dim=-1)
-    decode = model.tokenizer.convert_ids_to_tokens
     return LogitLensTable(
         tokens=model.to_str_tokens(tokens),
         layers=["embed" if i == 0 else ("output" if lab == "final" else f"before L{i}") for i, lab in enumerate(labels)],
-        top_tokens=[[[model.tokenizer.convert_tokens_to_string([t]) for t in decode(row.tolist())]
-                     for row in layer] for layer in top.indices],
+        top_tokens=[[[token_text(model.tokenizer, i) for i in row.tolist()] for row in layer] for layer in top.indices],
         top_probs=top.values.tolist(),
     )
 
