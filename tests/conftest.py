@@ -53,6 +53,19 @@ def course_model():
     return course.load_model("course-gpt2", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def m(course_model):
+    """The chapter tests' name for the bundled model."""
+    return course_model
+
+
+@pytest.fixture
+def no_grad():
+    """For modules that only read the model: ``pytestmark = pytest.mark.usefixtures("no_grad")``."""
+    with torch.no_grad():
+        yield
+
+
 @pytest.fixture
 def tokens(model):
     return model.to_tokens(["When Mary and John went to the store, John gave a drink to",

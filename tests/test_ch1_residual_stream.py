@@ -13,16 +13,7 @@ from course.widgets import AttributionExplorer, LogitLensExplorer, attribution_t
 from solutions import ch1_residual_stream as ref
 
 
-
-@pytest.fixture(autouse=True)
-def no_grad():
-    with torch.no_grad():   # only for this module's tests (training tests elsewhere need gradients)
-        yield
-
-
-@pytest.fixture(scope="module")
-def m(course_model):
-    return course_model
+pytestmark = pytest.mark.usefixtures("no_grad")   # these tests only read the model
 
 
 @pytest.fixture(scope="module")
