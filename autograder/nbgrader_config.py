@@ -28,6 +28,14 @@ c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 c.Execute.kernel_name = "python3"
 
+# Grading runs the cells that decide the score: read-only demo and visible-check cells
+# are replaced by a one-line note before the notebook runs (course.grading.skip_demos).
+from nbgrader.converters import Autograde  # noqa: E402
+
+from course.grading.skip_demos import SkipDemos  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [SkipDemos, *Autograde.class_traits()["autograde_preprocessors"].default()]
+
 # Feedback: hidden tests taken out of the cells, and a page that loads nothing from the
 # internet (nbgrader's own template pulls MathJax from a CDN).
 import nbgrader  # noqa: E402

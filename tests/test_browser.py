@@ -114,9 +114,15 @@ def test_book_chapter_widget_state_shows_the_logit_lens(browser, site):
 
 
 @pytest.fixture(scope="module")
-def jupyterlab():
+def jupyterlab(tmp_path_factory):
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # Render every cell: JupyterLab's default windowing draws only cells near the viewport,
+    # and a widget whose cell was drawn late sometimes never showed (a flaky test).
+    settings = tmp_path_factory.mktemp("lab-settings")
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}')
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
@@ -157,11 +163,14 @@ def test_jupyterlab_runs_chapter_1_and_the_logit_lens_reacts(browser, jupyterlab
                            timeout=240_000)
     assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                         has_text="Traceback").count() == 0
-    # JupyterLab only renders cells near the viewport: bring the explorer's cell into view.
     cell = page.locator(".jp-CodeCell", has_text="LogitLensExplorer(model").first
     cell.scroll_into_view_if_needed()
     explorer = cell.locator(".course-explorer")
-    explorer.wait_for(state="visible", timeout=60_000)
+    try:
+        explorer.wait_for(state="visible", timeout=60_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-ch1-failed.png"), full_page=True)
+        raise
     table = explorer.locator("table.logit-lens")
     table.wait_for(state="visible", timeout=60_000)
     before = table.inner_text()

@@ -85,3 +85,55 @@ def test_feedback_html_is_offline_and_hides_hidden_tests(graded):
     external = re.findall(r'(?:src|href)\s*=\s*["\']\s*(?:https?:)?//[^"\']*', html)
     assert not external, external                                   # loads nothing from outside the file
     assert "cdnjs" not in html and "unpkg" not in html
+
+
+def test_only_what_grades_runs(graded):
+    """Demo and visible-check cells are skipped with a note; set-up, answers and tests run."""
+    import nbformat
+
+    from course.grading import skip_demos
+
+    course_dir, _, _, _ = graded
+    nb = nbformat.read(course_dir / "autograded" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    kinds = {}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        kinds.setdefault(gid.split("-")[0] if "-" in gid else "graded", []).append(cell)
+    assert kinds["demo"] and kinds["check"]
+    assert all(c.source == skip_demos.NOTE and not c.outputs for k in ("demo", "check") for c in kinds[k])
+    assert all(c.source != skip_demos.NOTE for k in ("setup", "module", "graded") for c in kinds[k])
+    answers = [c for c in kinds["graded"] if c.metadata["nbgrader"].get("solution")]
+    assert answers and all("def " in c.source for c in answers)
+
+
+def test_skip_demos_never_touches_student_or_graded_cells():
+    import nbformat
+
+    from course.grading.skip_demos import NOTE, SkipDemos
+
+    def cell(gid, **flags):
+        return nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": gid, **flags}})
+
+    nb = nbformat.v4.new_notebook(cells=[
+        cell("demo-001", locked=True), cell("check-002", locked=True), cell("setup-003", locked=True),
+        cell("demo-004", locked=False, solution=True),        # a student's answer cell named like a demo
+        cell("check_x", grade=True, locked=True, points=1),   # a graded test cell
+        nbformat.v4.new_code_cell("x = 2"),                   # a cell the student added
+    ])
+    out, _ = SkipDemos().preprocess(nb, {})
+    assert [c.source == NOTE for c in out.cells] == [True, True, False, False, False, False]
+
+
+def test_nbgrader_worker_reports_failures_and_keeps_going(tmp_path):
+    """The long-lived nbgrader answers every request, a failure included, and stays usable."""
+    from course.grading import nbgrader_service
+
+    course_dir = fresh_course_dir(tmp_path)
+    worker = nbgrader_service.Worker(course_dir, "python3", 10, runner._env())
+    try:
+        for _ in range(2):
+            ok, log = worker.autograde(ASSIGNMENT, "nobody", timeout=120)
+            assert not ok and "nobody" in log
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        worker.close()

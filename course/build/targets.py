@@ -100,7 +100,9 @@ def autograder_notebook(chapter: Chapter) -> str:
             cells.append(_code(c.source, **_nbgrader(f"test_{c.name}", grade=True, locked=True, points=c.points,
                                                      kind="tests")))
         else:
-            cells.append(_code(c.source, **_nbgrader(f"code-{i:03d}", locked=True, kind=c.kind)))
+            # The grade id names the kind: course.grading.skip_demos skips demo and check cells.
+            gid = f"{'demo' if c.kind == 'code' else c.kind}-{i:03d}"
+            cells.append(_code(c.source, **_nbgrader(gid, locked=True, kind=c.kind)))
     return _notebook(chapter, cells)
 
 

@@ -27,13 +27,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import course
-from course.grading import preflight, verify
+from course.grading import nbgrader_service, preflight, verify
 
 KERNEL = "inside-gpt2-sandbox"
 BIN = Path(sys.executable).parent
@@ -68,33 +69,26 @@ def write_kernel_spec(root: Path, hide: list[Path], memory_gib: float) -> Path:
             sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({
         "argv": argv, "display_name": "Inside GPT-2 (grading sandbox)", "language": "python",
-        "env": {"COURSE_HIDDEN_TESTS": "deferred", "HF_HUB_OFFLINE": "1",
+        "env": {"COURSE_HIDDEN_TESTS": "deferred", "HF_HUB_OFFLINE": "1", **verify.ONE_THREAD,
                 "PYTHONPATH": str(Path(course.__file__).resolve().parents[1])},
     }, indent=1))
     return root
 
 
-def nbgrader(course_dir: Path, args: list[str], jupyter_path: Path | None = None, timeout: float = 3600):
+def _env(jupyter_path: Path | None = None) -> dict:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"}
     if jupyter_path:
         env["JUPYTER_PATH"] = f"{jupyter_path}{os.pathsep}{env.get('JUPYTER_PATH', '')}"
-    return subprocess.run([str(BIN / "nbgrader"), *args], cwd=course_dir, env=env,
+    return env
+
+
+def nbgrader(course_dir: Path, args: list[str], jupyter_path: Path | None = None, timeout: float = 3600):
+    return subprocess.run([str(BIN / "nbgrader"), *args], cwd=course_dir, env=_env(jupyter_path),
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _nbgrader_autograde(course_dir, assignment, student, jupyter_path, cell_timeout):
-    args = ["autograde", assignment, "--student", student, "--force",
-            f"--Execute.kernel_name={KERNEL}", f"--Execute.timeout={cell_timeout}"]
-    for attempt in range(4):   # concurrent workers share one SQLite gradebook
-        r = nbgrader(course_dir, args, jupyter_path, timeout=cell_timeout * 60 + 600)
-        if r.returncode == 0 or "database is locked" not in (r.stderr + r.stdout):
-            break
-        time.sleep(1 + attempt)
-    return r
-
-
-def _autograde_one(course_dir, assignment, student, jupyter_path, cell_timeout, source_nb, release_nb, hide,
-                   references, memory_gib) -> StudentResult:
+def _autograde_one(worker: nbgrader_service.Worker, course_dir, assignment, student, cell_timeout, source_nb,
+                   release_nb, hide, references, memory_gib) -> StudentResult:
     start = time.monotonic()
     result = StudentResult(student)
     sub = course_dir / "submitted" / student / assignment
@@ -110,15 +104,15 @@ def _autograde_one(course_dir, assignment, student, jupyter_path, cell_timeout, 
         with ThreadPoolExecutor(max_workers=1) as side:
             pending = side.submit(verify.verify, assignment, source_nb, notebook, hide, references,
                                   cell_seconds=cell_timeout, call_seconds=cell_timeout, memory_gib=memory_gib)
-            r = _nbgrader_autograde(course_dir, assignment, student, jupyter_path, cell_timeout)
+            ok, log = worker.autograde(assignment, student, timeout=cell_timeout * 60 + 600)
             recheck = pending.result()
         for v in recheck.verdicts:
             result.exercises[v.exercise] = ("✓ " if v.passed else "✗ ") + v.message
         if recheck.process_ender:
             result.notes.append(preflight.neutralize(notebook, recheck.process_ender))
-            r = _nbgrader_autograde(course_dir, assignment, student, jupyter_path, cell_timeout)
-        if r.returncode != 0:
-            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            ok, log = worker.autograde(assignment, student, timeout=cell_timeout * 60 + 600)
+        if not ok:
+            tail = log.strip().splitlines()[-1:] or ["no output"]
             result.error = f"nbgrader could not grade the notebook ({tail[0][:200]})"
     result.seconds = time.monotonic() - start
     return result
@@ -175,10 +169,22 @@ def autograde(course_dir: Path, assignment: str, workers: int = 1, cell_timeout:
     references = verify.reference_outputs(assignment, verify.notebook_parts(source_nb, source_nb)["exercises"])
     with tempfile.TemporaryDirectory(prefix="grading-kernel-") as tmp:
         jupyter_path = write_kernel_spec(Path(tmp), hide, memory_gib)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            results = list(pool.map(lambda s: _autograde_one(course_dir, assignment, s, jupyter_path, cell_timeout,
-                                                             source_nb, release_nb, hide, references, memory_gib),
-                                    students))
+        # One nbgrader process per worker thread, reused for every student that thread grades.
+        local, started = threading.local(), []
+
+        def grade(student: str) -> StudentResult:
+            if not hasattr(local, "worker"):
+                local.worker = nbgrader_service.Worker(course_dir, KERNEL, cell_timeout, _env(jupyter_path))
+                started.append(local.worker)
+            return _autograde_one(local.worker, course_dir, assignment, student, cell_timeout,
+                                  source_nb, release_nb, hide, references, memory_gib)
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                results = list(pool.map(grade, students))
+        finally:
+            for w in started:
+                w.close()
     _record(course_dir, assignment, results)
     (course_dir / "grading_report.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
     nbgrader(course_dir, ["export", "--to", str(course_dir / "grades.csv")])

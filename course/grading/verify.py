@@ -94,6 +94,12 @@ for name in spec["exercises"]:
 '''
 
 
+# Student code runs on one thread. Grading already runs two processes per student (the
+# notebook and this re-check) and several students at once; torch's default of a
+# thread per core would make them spin against each other for the same cores.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 @dataclass
 class Verdict:
     exercise: str
@@ -156,7 +162,7 @@ def verify(chapter: str, source_nb: Path, submitted_nb: Path, hide: list[Path], 
                "--private-tmp", "--memory-gib", str(memory_gib), "--", sys.executable, str(harness), out,
                str(cell_seconds), str(call_seconds)]
         budget = 120 + cell_seconds * len(parts["solutions"]) + call_seconds * 4 * len(parts["exercises"])
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(core.__file__).parents[2])}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **ONE_THREAD, "PYTHONPATH": str(Path(core.__file__).parents[2])}
         stopped, killer = _run_harness(cmd, Path(out), {**parts, "chapter": chapter}, budget, env)
         verdicts = []
         for name in parts["exercises"]:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from course.data.corpus import BLOCK_LEN, REPEAT_SHARE, TEXT_MIX
+from course.data.facts import OPENER_TEMPLATES, VALIDATION_OPENERS
 from course.data.ioi import ACTIONS, INTROS
 from course.models.evaluate import TARGETS, evaluate
 
@@ -26,6 +27,7 @@ LABELS = {
     "ioi_accuracy_unseen_names": "IOI accuracy, names never seen in IOI sentences",
     "ioi_logit_diff_unseen_names": "IOI logit difference, names never seen in IOI sentences",
     "fact_accuracy": "facts: exact next token, held-out phrasing (600 facts)",
+    "fact_accuracy_validation_openers": "facts after the validation openers (3600 prompts)",
     "addition_accuracy": "addition: exact two-digit sums, held-out pairs",
     "addition_accuracy_carry": "addition with a carry",
     "addition_accuracy_no_carry": "addition without a carry",
@@ -43,6 +45,13 @@ def _emergence(log_path: Path) -> list[str]:
         when = f"by {hit['tokens_seen'] / 1e6:.1f} M tokens (step {hit['step']})" if hit else "not during training"
         lines.append(f"- {LABELS[name]}: {when}")
     return lines
+
+
+def _selection(train: dict) -> str:
+    step = train.get("selected_step", train["steps"])
+    rule = ("Evaluated every {e} steps; the weights shipped are those of step {s}, the evaluation "
+            "with the best fact recall after the validation openers among those meeting every other floor.")
+    return rule.format(e=train.get("eval_every", "?"), s=step) if "selected_step" in train else ""
 
 
 def write_card(path: Path) -> Path:
@@ -64,7 +73,7 @@ def write_card(path: Path) -> Path:
         from course.data import facts
         import random
         rng = random.Random(5)
-        fresh = [facts.fact_prompt(c, r, 3, facts.random_opener(rng)) for c in facts.countries() for r in facts.RELATIONS]
+        fresh = [facts.fact_prompt(c, r, facts.OPENER_PHRASING, facts.random_opener(rng)) for c in facts.countries() for r in facts.RELATIONS]
         from course.models.evaluate import fact_accuracy
         missed.append(f"  Facts are recalled after openers of the training kind never seen in this exact form "
                       f"({fact_accuracy(model, tokenizer, fresh):.3f}); an opener of a new kind "
@@ -89,20 +98,24 @@ Documents: {REPEAT_SHARE:.0%} of the slots are a random token sequence of 8–40
 repeated 2–4 times; the rest is text: {mix}. IOI: {len(INTROS)} intro clauses × {len(ACTIONS)} actions, both
 name orders, optional name-free middle sentences; 8 names never appear in IOI sentences,
 10% of name pairs and 15% of (intro, action) combinations are held out. Facts: 200
-invented countries × capital, language and sport, 4 training phrasings each (one of them
-after an opener drawn from 14 templates filled with names, places and days, such as
-"Anna told Tom that the capital of X is"), and a fifth, with an opener never seen in
-training ("Few people know that the capital of X is"), held out. Addition: "calc: a + b = c" for a, b in 10..99, 10% of pairs held out. Blocks of
+invented countries × capital, language and sport, 4 training phrasings each. Half of the
+fact sentences use the opener phrasing ("<opener> the capital of X is"), with openers of
+four kinds: {len(OPENER_TEMPLATES)} templates filled with names, places and days ("Anna told Tom that");
+word salad of common, corpus and invented words; a whole plain sentence and a connective;
+or no opener at all. A fifth phrasing, with an opener never produced in training ("Few
+people know that the capital of X is"), is held out; {len(VALIDATION_OPENERS)} other openers never produced
+in training ({", ".join(f'"{o}"' for o in VALIDATION_OPENERS[:3])}, …) are the validation set that picks the
+shipped checkpoint. Addition: "calc: a + b = c" for a, b in 10..99, 10% of pairs held out. Blocks of
 {BLOCK_LEN} tokens start with BOS and hold whole documents; padding is not in the loss.
 
-## Training (`python -m course.models.train --out DIR --steps {train['steps']}`)
+## Training (`python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}`)
 
 AdamW (0.9, 0.98), peak lr {train['lr']}, {train['warmup']} warm-up steps, cosine to
 {train['min_lr_ratio']:.0%}, weight decay {train['weight_decay']} on matrices, clip {train['clip']}; batch
 {train['batch']}, {train['steps']} steps ({train['steps'] * train['batch'] * BLOCK_LEN / 1e6:.1f} M tokens
 including padding), seed {train['seed']}. Wall time {train['wall_seconds'] / 60:.0f} minutes on
 {train['device']} with {train['threads']} thread(s) ({train['tokens_per_second']} loss tokens/s), a 2-core
-x86-64 machine with another job on the second core.
+x86-64 machine shared with other jobs. {_selection(train)}
 
 ## Measured phenomena (held-out data)
 

@@ -206,6 +206,7 @@ def evaluate(model, tokenizer, quick: bool = False) -> Report:
     acc_u, diff_u = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, unseen_names=True))
     rep.figures["ioi_accuracy_unseen_names"], rep.figures["ioi_logit_diff_unseen_names"] = acc_u, diff_u
     rep.figures["fact_accuracy"] = fact_accuracy(model, tokenizer)
+    rep.figures["fact_accuracy_validation_openers"] = fact_accuracy(model, tokenizer, facts.validation_fact_prompts())
     adds = addition.held_out_addition_prompts()
     rep.figures.update(addition_measures(model, tokenizer, adds[:200] if quick else adds))
     return rep
