@@ -42,7 +42,7 @@ class Worker:
     def autograde(self, assignment: str, student: str, timeout: float) -> tuple[bool, str]:
         """(success, nbgrader's error or log). A hung or dead worker is killed and reported."""
         for attempt in range(4):   # concurrent workers share one SQLite gradebook
-            proc = self._start()
+            proc, ready = self._start(), False
             try:
                 proc.stdin.write(json.dumps({"assignment": assignment, "student": student}) + "\n")
                 proc.stdin.flush()
