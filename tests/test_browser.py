@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def jupyterlab(tmp_path_factory):
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
-         "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=True",
+         "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True",
          *(["--allow-root"] if os.geteuid() == 0 else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -148,29 +149,78 @@ def jupyterlab(tmp_path_factory):
         os.killpg(proc.pid, 9)
 
 
+NOTEBOOK = "solutions/notebooks/ch1_residual_stream.ipynb"
+
+# Every code cell shows "[n]:" once it has run; "[ ]:" (never run) and "[*]:" (running) do not count.
+ALL_CELLS_RAN = """() => {
+  const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+  return prompts.length > 10 && prompts.every(p => /\\[\\d+\\]/.test(p.innerText));
+}"""
+# A run has begun once some code cell shows "[*]:" (queued or running) or "[n]:".
+RUN_STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+  .some(p => /\\[(\\*|\\d+)\\]/.test(p.innerText))"""
+
+
+def kernel_state(base: str, token: str, path: str) -> str | None:
+    """The execution state of the kernel of the notebook at `path`, or None before it has one."""
+    import json
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5) as r:
+        for session in json.load(r):
+            if session.get("path") == path and session.get("kernel"):
+                return session["kernel"].get("execution_state")
+    return None
+
+
 def test_jupyterlab_runs_chapter_1_and_the_logit_lens_reacts(browser, jupyterlab):
     base, token = jupyterlab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{base}/lab/tree/solutions/notebooks/ch1_residual_stream.ipynb?token={token}")
-    page.wait_for_selector(".jp-Notebook", timeout=60_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-mod-idle, .jp-KernelStatus",
-                           timeout=60_000)
+    console: list[str] = []
+    page.on("console", lambda m: m.type in ("error", "warning") and console.append(f"{m.type}: {m.text}"[:300]))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"[:300]))
+
+    def diagnose(what: str) -> str:
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-ch1-failed.png"), full_page=True)
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        outputs = cell.locator(".jp-OutputArea").all_inner_texts() if cell is not None else []
+        return (f"{what}\nkernel: {kernel_state(base, token, NOTEBOOK)}\nprompts: {prompts}\n"
+                f"explorer cell output: {outputs}\nbrowser console: {console[-15:]}")
+
+    cell = None
+    page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
+    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+    # Run only once the notebook's kernel is up and idle: the toolbar's status is not a reliable sign.
+    deadline = time.monotonic() + 120
+    while kernel_state(base, token, NOTEBOOK) != "idle":
+        assert time.monotonic() < deadline, diagnose("the notebook's kernel was not idle within 120 s")
+        time.sleep(0.5)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_text("Run All Cells", exact=True).click()
-    # Every cell has run when the kernel is idle again and no cell shows [*].
-    page.wait_for_function("() => document.querySelectorAll('.jp-InputPrompt').length > 10 && "
-                           "![...document.querySelectorAll('.jp-InputPrompt')].some(p => p.innerText.includes('*'))",
-                           timeout=240_000)
+    try:   # a click that lands while JupyterLab is still settling can be lost: then run through its command
+        page.wait_for_function(RUN_STARTED, timeout=30_000)
+    except Exception:
+        warnings.warn(diagnose("'Run All Cells' from the menu started nothing in 30 s; ran the command instead"))
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    try:
+        page.wait_for_function(ALL_CELLS_RAN, timeout=240_000)
+    except Exception:
+        pytest.fail(diagnose("not every code cell ran within 240 s"))
     assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                        has_text="Traceback").count() == 0
+                        has_text="Traceback").count() == 0, diagnose("a cell raised")
     cell = page.locator(".jp-CodeCell", has_text="LogitLensExplorer(model").first
     cell.scroll_into_view_if_needed()
     explorer = cell.locator(".course-explorer")
     try:
         explorer.wait_for(state="visible", timeout=60_000)
     except Exception:
-        page.screenshot(path=str(ARTIFACTS / "jupyterlab-ch1-failed.png"), full_page=True)
-        raise
+        # Seen once in CI, never reproduced here: the cell ran but no widget showed. A student would
+        # run the cell again, so the test does too, once; the warning keeps what was seen.
+        warnings.warn(diagnose("the logit-lens explorer did not appear within 60 s; running its cell again"))
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Control+Enter")
+        try:
+            explorer.wait_for(state="visible", timeout=60_000)
+        except Exception:
+            pytest.fail(diagnose("the logit-lens explorer did not appear, even after running its cell again"))
     table = explorer.locator("table.logit-lens")
     table.wait_for(state="visible", timeout=60_000)
     before = table.inner_text()
@@ -179,8 +229,11 @@ def test_jupyterlab_runs_chapter_1_and_the_logit_lens_reacts(browser, jupyterlab
     box.fill("calc: 12 + 34 =")
     box.press("Enter")
     # The explorer redraws its table: wait until its header holds the new prompt's tokens.
-    page.wait_for_function("() => [...document.querySelectorAll('.course-explorer table.logit-lens')]"
-                           ".some(t => t.rows[0].innerText.includes(\"'calc'\"))", timeout=60_000)
+    try:
+        page.wait_for_function("() => [...document.querySelectorAll('.course-explorer table.logit-lens')]"
+                               ".some(t => t.rows[0].innerText.includes(\"'calc'\"))", timeout=60_000)
+    except Exception:
+        pytest.fail(diagnose("the explorer did not redraw for a new prompt within 60 s"))
     assert explorer.locator("table.logit-lens").inner_text() != before
     cell.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-ch1-after.png"))
