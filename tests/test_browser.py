@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import secrets
 import shutil
@@ -163,7 +164,6 @@ RUN_STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputProm
 
 def kernel_state(base: str, token: str, path: str) -> str | None:
     """The execution state of the kernel of the notebook at `path`, or None before it has one."""
-    import json
     with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5) as r:
         for session in json.load(r):
             if session.get("path") == path and session.get("kernel"):

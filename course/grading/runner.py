@@ -101,16 +101,17 @@ def _autograde_one(worker: nbgrader_service.Worker, course_dir, assignment, stud
         # finds a cell that ends the Python process (which stops nbgrader's kernel, and with it
         # the grading of everything before that cell), replace that cell and grade again.
         notebook = sub / f"{assignment}.ipynb"
+        budget = cell_timeout * 60 + 600
         with ThreadPoolExecutor(max_workers=1) as side:
             pending = side.submit(verify.verify, assignment, source_nb, notebook, hide, references,
                                   cell_seconds=cell_timeout, call_seconds=cell_timeout, memory_gib=memory_gib)
-            ok, log = worker.autograde(assignment, student, timeout=cell_timeout * 60 + 600)
+            ok, log = worker.autograde(assignment, student, timeout=budget)
             recheck = pending.result()
         for v in recheck.verdicts:
             result.exercises[v.exercise] = ("✓ " if v.passed else "✗ ") + v.message
         if recheck.process_ender:
             result.notes.append(preflight.neutralize(notebook, recheck.process_ender))
-            ok, log = worker.autograde(assignment, student, timeout=cell_timeout * 60 + 600)
+            ok, log = worker.autograde(assignment, student, timeout=budget)
         if not ok:
             tail = log.strip().splitlines()[-1:] or ["no output"]
             result.error = f"nbgrader could not grade the notebook ({tail[0][:200]})"

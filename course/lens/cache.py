@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from course.lens.hook_points import act_name, check_hook_name
+from course.lens.instrument import Lazy
 
 
 class ActivationCache:
@@ -34,7 +35,7 @@ class ActivationCache:
     def __getitem__(self, key) -> Tensor:
         name = self._key(key)
         value = self._store[name]
-        if callable(value) and not isinstance(value, Tensor):   # computed on first read
+        if isinstance(value, Lazy):                 # computed on first read
             value = self._store[name] = value().detach()
         return value
 
