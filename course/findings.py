@@ -38,10 +38,11 @@ def fact_emergence(model, relation: str = "capital", phrasing: int = 0) -> dict[
 
 
 def ioi_batch(model, n_prompts: int, seed: int = 0):
-    """IOI prompts of one template (so equal lengths): (tokens, answer ids, counterfactual ids)."""
+    """IOI prompts of one sentence shape (so equal lengths): (tokens, answer ids, counterfactual ids)."""
     rng = random.Random(seed)
     names = ioi_split(single_token_names(model.tokenizer)).ioi_names
-    prompts = [ioi.ioi_prompt(rng, *rng.sample(names, 2), 0, 0, middle=False) for _ in range(n_prompts)]
+    shape = ioi.random_template(rng, "train", middle=False)
+    prompts = [ioi.render(shape, *rng.sample(names, 2), io_first=i % 2 == 0) for i in range(n_prompts)]
     tokens = model.to_tokens([p.text for p in prompts])
     answer = torch.tensor([model.to_single_token(p.answer) for p in prompts])
     counter = torch.tensor([model.to_single_token(p.distractor) for p in prompts])

@@ -48,9 +48,9 @@ model = course.load_model()
 model
 
 # %% [markdown]
-# The model in front of you has two layers, four attention heads per layer, a stream
-# of width 128 and a vocabulary of 2048 tokens. It was trained by this course on a
-# synthetic curriculum: short stories about people giving each other things, invented
+# The line above is the model in front of you: its number of layers and of attention heads
+# per layer, the width of its stream and the size of its vocabulary. It was trained by this
+# course on a synthetic curriculum: short stories about people giving each other things, invented
 # facts about invented countries, two-digit sums, and sequences of random tokens that
 # repeat. Everything this course claims about it is measured on it, in the notebook.
 #

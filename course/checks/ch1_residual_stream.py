@@ -33,8 +33,7 @@ def _prompts(model, hidden: bool) -> dict[str, list[str]]:
     # Fresh inputs the student never saw: IOI and fact prompts drawn from a seed.
     rng = random.Random(2024)
     names = ioi_split(single_token_names(model.tokenizer)).ioi_names
-    ioi_texts = [ioi.ioi_prompt(rng, *rng.sample(names, 2), rng.randrange(len(ioi.INTROS)),
-                                rng.randrange(len(ioi.ACTIONS))).text for _ in range(3)]
+    ioi_texts = [ioi.ioi_prompt(rng, *rng.sample(names, 2)).text for _ in range(3)]
     fact = facts.fact_prompt(rng.choice(facts.countries()), "capital", 0).text
     return {"hidden prompt 1": ioi_texts[:1], "hidden batch of three": ioi_texts,
             "hidden fact prompt": [fact], "hidden single token": ["When"]}

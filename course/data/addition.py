@@ -51,6 +51,11 @@ def addition_line(rng: random.Random) -> str:
             return p.text + p.answer
 
 
-def held_out_addition_prompts() -> list[AdditionPrompt]:
+def held_out_addition_prompts(split: str = "test") -> list[AdditionPrompt]:
+    """Sums never trained on: half of the held-out pairs choose checkpoints ("validation"),
+    the other half is only ever reported ("test")."""
     _, held = addition_split()
-    return [AdditionPrompt(a, b) for a, b in sorted(held)]
+    pairs = sorted(held)
+    random.Random(100).shuffle(pairs)
+    half = pairs[: len(pairs) // 2] if split == "validation" else pairs[len(pairs) // 2:]
+    return [AdditionPrompt(a, b) for a, b in sorted(half)]

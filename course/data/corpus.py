@@ -22,7 +22,7 @@ IGNORE = -100
 
 # Share of the document slots. A quarter are repeated random sequences; the rest is text.
 REPEAT_SHARE = 0.25
-TEXT_MIX = {"ioi": 0.45, "likes": 0.05, "facts": 0.22, "addition": 0.28}
+TEXT_MIX = {"ioi": 0.30, "story": 0.12, "solo": 0.05, "likes": 0.03, "facts": 0.22, "addition": 0.28}
 
 
 def plain_sentence(rng: random.Random, names: Sequence[str]) -> str:
@@ -37,19 +37,32 @@ def plain_sentence(rng: random.Random, names: Sequence[str]) -> str:
 
 
 def ioi_training_sentence(rng: random.Random, names: tuple[str, ...]) -> str:
+    """An IOI sentence from the training families, on a name pair that is not held out."""
     split = ioi_split(names)
     while True:
         io, s = rng.sample(split.ioi_names, 2)
-        intro, action = rng.randrange(len(ioi.INTROS)), rng.randrange(len(ioi.ACTIONS))
-        if split.trainable(io, s, intro, action):
-            p = ioi.ioi_prompt(rng, io, s, intro, action)
+        if split.trainable(io, s):
+            p = ioi.ioi_prompt(rng, io, s, "train")
             return p.text + p.answer + "."
+
+
+def story_people(rng: random.Random, names: tuple[str, ...]) -> list[str]:
+    """Two or three IOI names of which no two form a held-out pair."""
+    split = ioi_split(names)
+    while True:
+        people = rng.sample(split.ioi_names, rng.choice([2, 2, 3]))
+        if all(split.trainable(a, b) for i, a in enumerate(people) for b in people[i + 1:]):
+            return people
 
 
 def text_document(rng: random.Random, names: tuple[str, ...]) -> str:
     kind = rng.choices(list(TEXT_MIX), weights=list(TEXT_MIX.values()))[0]
     if kind == "ioi":
         return ioi_training_sentence(rng, names)
+    if kind == "story":
+        return ioi.story(rng, story_people(rng, names))
+    if kind == "solo":
+        return ioi.solo_sentence(rng, rng.choice(names))
     if kind == "likes":
         return " ".join(plain_sentence(rng, names) for _ in range(rng.randint(1, 3)))
     if kind == "facts":

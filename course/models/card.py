@@ -15,20 +15,28 @@ from pathlib import Path
 
 from course.data.corpus import BLOCK_LEN, REPEAT_SHARE, TEXT_MIX
 from course.data.facts import OPENER_TEMPLATES, VALIDATION_OPENERS
-from course.data.ioi import ACTIONS, INTROS
-from course.models.evaluate import TARGETS, evaluate
+from course.data import ioi
+from course.data.ioi_handwritten import HANDWRITTEN
+from course.models.evaluate import SPLIT_DATA, TARGETS, evaluate
+from course.models.ioi_circuit import (CIRCUIT_TARGETS, DUPLICATE_ATTENTION, MIN_SINGLE_EFFECT, NM_ATTENTION,
+                                       S_INHIBITION_ATTENTION)
 
 LABELS = {
-    "prev_token_score": "previous-token head (layer 0): mean attention to position i−1",
+    "prev_token_score": "previous-token head (below the induction head): mean attention to position i−1",
     "induction_loss_ratio": "induction: loss on 2nd repeat / 1st (random 20–50 tokens)",
     "induction_head_score": "induction head (layer ≥ 1): attention to the token after the earlier copy",
-    "ioi_accuracy": "IOI accuracy (held-out name pairs × held-out templates)",
-    "ioi_logit_diff": "IOI mean logit difference (IO − S)",
-    "ioi_accuracy_unseen_names": "IOI accuracy, names never seen in IOI sentences",
-    "ioi_logit_diff_unseen_names": "IOI logit difference, names never seen in IOI sentences",
+    "ioi_accuracy": "IOI accuracy, test families (intro, re-mention and ending all held out), held-out name pairs",
+    "ioi_logit_diff": "IOI mean logit difference (IO − S), test families",
+    "ioi_accuracy_unseen_names": "IOI accuracy, test families, names never seen in IOI sentences",
+    "ioi_logit_diff_unseen_names": "IOI logit difference, test families, names never seen in IOI",
+    "ioi_accuracy_handwritten": f"IOI accuracy, {len(HANDWRITTEN)} hand-written sentences outside the grammar",
+    "ioi_logit_diff_handwritten": "IOI logit difference, hand-written sentences",
+    "ioi_accuracy_training_families": "IOI accuracy, training families (new prompts; for comparison)",
+    "ioi_logit_diff_training_families": "IOI logit difference, training families",
     "fact_accuracy": "facts: exact next token, held-out phrasing (600 facts)",
-    "fact_accuracy_validation_openers": "facts after the validation openers (3600 prompts)",
-    "addition_accuracy": "addition: exact two-digit sums, held-out pairs",
+    "fact_accuracy_subject_mlps_ablated": "facts, held-out phrasing, every MLP mean-ablated at the country's tokens",
+    "fact_accuracy_end_mlps_ablated": "facts, held-out phrasing, every MLP mean-ablated at the last token",
+    "addition_accuracy": "addition: exact two-digit sums, held-out test pairs",
     "addition_accuracy_carry": "addition with a carry",
     "addition_accuracy_no_carry": "addition without a carry",
 }
@@ -47,11 +55,50 @@ def _emergence(log_path: Path) -> list[str]:
     return lines
 
 
+CIRCUIT_LABELS = {
+    "logit_diff_clean": "mean logit difference, clean prompts",
+    "logit_diff_abc": "mean logit difference, ABC prompts (a third name at S2)",
+    "name_mover_attention_to_io": "name movers' mean attention from the end to IO",
+    "name_mover_share": "name movers' direct effects / logit difference",
+    "s_inhibition_removed": "share removed: S-inhibition (ABC) → name movers' queries only",
+    "duplicate_removed": "share removed: duplicate/induction (ABC) → S-inhibition keys and values only",
+    "outside_ablated_kept": "share kept: every head outside the circuit mean-ablated (ABC)",
+    "circuit_ablated_left": "share left: the circuit's heads mean-ablated (ABC)",
+}
+
+
 def _selection(train: dict) -> str:
     step = train.get("selected_step", train["steps"])
-    rule = ("Evaluated every {e} steps; the weights shipped are those of step {s}, the evaluation "
-            "with the best fact recall after the validation openers among those meeting every other floor.")
-    return rule.format(e=train.get("eval_every", "?"), s=step) if "selected_step" in train else ""
+    rule = ("Evaluated every {e} steps on validation data only; the weights shipped are those of step {s}, "
+            "chosen by {by} among the evaluations meeting every floor.")
+    return rule.format(e=train.get("eval_every", "?"), s=step, by=train.get("selected_by", "?")) \
+        if "selected_step" in train else ""
+
+
+def _heads(heads) -> str:
+    return ", ".join(f"L{l}H{h}" for l, h in heads) or "**none found**"
+
+
+def _circuit_section(c) -> str:
+    rows = "\n".join(
+        f"| {CIRCUIT_LABELS[k]} | {v:.3f} | {' '.join(map(str, CIRCUIT_TARGETS[k])) if k in CIRCUIT_TARGETS else ''} |"
+        for k, v in c.figures.items())
+    return f"""Measured by `python -m course.models.ioi_circuit` (also part of `evaluate`). The heads of each class
+are named on the validation families and every figure is measured on the test families,
+each prompt with its "ABC" counterpart (a third name in place of S at S2); mean ablation
+is over the ABC prompts of the same sentence shape.
+
+| class | heads | identified by |
+| --- | --- | --- |
+| name movers | {_heads(c.name_movers)} | attention end → IO ≥ {NM_ATTENTION} and a positive direct effect on logit(IO) − logit(S) |
+| S-inhibition | {_heads(c.s_inhibition)} | attention end → S2 ≥ {S_INHIBITION_ATTENTION}; alone, path-patched (ABC) into the name movers' queries, removes ≥ {MIN_SINGLE_EFFECT:.0%} |
+| duplicate-token | {_heads(c.duplicate_token)} | attention S2 → S1 ≥ {DUPLICATE_ATTENTION}; alone, path-patched into the S-inhibition heads' keys and values, removes ≥ {MIN_SINGLE_EFFECT:.0%} |
+| induction | {_heads(c.induction)} | attention S2 → S1+1 ≥ {DUPLICATE_ATTENTION}; the same path-patching test |
+
+| figure | value | target |
+| --- | --- | --- |
+{rows}
+"""
 
 
 def write_card(path: Path) -> Path:
@@ -59,7 +106,11 @@ def write_card(path: Path) -> Path:
 
     model, tokenizer = load_hf_model(path, device="cpu")
     report = evaluate(model, tokenizer)
-    (path / "evaluation.json").write_text(json.dumps({"figures": report.figures, "heads": report.heads}, indent=2) + "\n")
+    circuit = report.circuit
+    (path / "evaluation.json").write_text(json.dumps(
+        {"figures": report.figures, "heads": report.heads,
+         "circuit": {"figures": circuit.figures, "name_movers": circuit.name_movers, "s_inhibition": circuit.s_inhibition,
+                     "duplicate_token": circuit.duplicate_token, "induction": circuit.induction}}, indent=2) + "\n")
     train = json.loads((path / "training_config.json").read_text())
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
@@ -69,6 +120,11 @@ def write_card(path: Path) -> Path:
     mix = ", ".join(f"{k} {v:.0%}" for k, v in TEXT_MIX.items())
     missed = [f"- **Target not met: {LABELS[k]}** — {report.figures[k]:.3f}, target {' '.join(map(str, TARGETS[k]))}."
               for k in TARGETS if not report.meets(k)]
+    missed += [f"- **Target not met: {CIRCUIT_LABELS[k]}** — {circuit.figures[k]:.3f}, target "
+               f"{' '.join(map(str, CIRCUIT_TARGETS[k]))}." for k in CIRCUIT_TARGETS if not circuit.meets(k)]
+    held = {kind: ", ".join(ioi.SPLITS[kind]["test"]) for kind in ioi.KINDS}
+    val = {kind: ", ".join(ioi.SPLITS[kind]["validation"]) for kind in ioi.KINDS}
+    n_fam = {kind: len(fams) for kind, fams in ioi.KINDS.items()}
     card = f"""# Course GPT-2 — model card
 
 A small GPT-2 (`transformers.GPT2LMHeadModel`) trained by this course on a synthetic
@@ -86,9 +142,21 @@ digits one token each, `<|endoftext|>` = id 0 as BOS/EOS/padding), tied embeddin
 ## Corpus (`course.data`)
 
 Documents: {REPEAT_SHARE:.0%} of the slots are a random token sequence of 8–40 tokens
-repeated 2–4 times; the rest is text: {mix}. IOI: {len(INTROS)} intro clauses × {len(ACTIONS)} actions, both
-name orders, optional name-free middle sentences; 8 names never appear in IOI sentences,
-10% of name pairs and 15% of (intro, action) combinations are held out. Facts: 200
+repeated 2–4 times; the rest is text: {mix}.
+
+IOI (`course.data.ioi`) is a compositional grammar: {n_fam['intro']} families of intros (how two people
+are brought in), {n_fam['remention']} families of re-mentions (how the subject comes back) and
+{n_fam['ending']} families of endings that want a person, each family with several surface forms, both
+name orders, and optional name-free sentences between intro and re-mention. Whole families are
+held out: the **test** families (intros: {held['intro']}; re-mentions: {held['remention']};
+endings: {held['ending']}) never appear with two people in training and decide nothing during
+training; the **validation** families (intros: {val['intro']}; re-mentions: {val['remention']};
+endings: {val['ending']}) choose the checkpoint. Test prompts take all three parts from the test
+families. Held-out families' words still reach the model through one-person sentences ("Anna
+phoned the doctor on Sunday."), so what is new at test time is the two-person structure.
+Stories about two or three people (training families only) make names in context a general
+skill: every clause that wants a person ends with someone other than its subject. 8 names never
+appear in IOI sentences or stories, and 10% of name pairs never appear together. Facts: 200
 invented countries × capital, language and sport, 4 training phrasings each. Half of the
 fact sentences use the opener phrasing ("<opener> the capital of X is"), with openers of
 four kinds: {len(OPENER_TEMPLATES)} templates filled with names, places and days ("Anna told Tom that");
@@ -96,7 +164,7 @@ word salad of common, corpus and invented words; a whole plain sentence and a co
 or no opener at all. A fifth phrasing, with an opener never produced in training ("Few
 people know that the capital of X is"), is held out; {len(VALIDATION_OPENERS)} other openers never produced
 in training ({", ".join(f'"{o}"' for o in VALIDATION_OPENERS[:3])}, …) are the validation set that picks the
-shipped checkpoint. Addition: "calc: a + b = c" for a, b in 10..99, 10% of pairs held out. Blocks of
+shipped checkpoint. Addition: "calc: a + b = c" for a, b in 10..99, 10% of pairs held out (half validation, half test). Blocks of
 {BLOCK_LEN} tokens start with BOS and hold whole documents; padding is not in the loss.
 
 ## Training (`python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}`)
@@ -110,22 +178,24 @@ x86-64 machine shared with other jobs. {_selection(train)}
 
 ## Measured phenomena (held-out data)
 
+Test data: {SPLIT_DATA['test']}. Validation data (checkpoint choice only): {SPLIT_DATA['validation']}.
+
 | figure | value | target |
 | --- | --- | --- |
 {rows}
 
 Heads: previous-token head **{report.heads['prev_token_head']}**, induction head **{report.heads['induction_head']}**.
 
-Order of emergence during training (checkpoint evaluations on smaller held-out sets):
+## The IOI circuit
+
+{_circuit_section(circuit)}
+Order of emergence during training (checkpoint evaluations on smaller validation sets):
 
 {chr(10).join(_emergence(path / 'training_log.jsonl'))}
 
 ## Limits
 
 {chr(10).join(missed) if missed else "- Every target above is met."}
-- IOI on names never seen in an IOI sentence is weaker than on held-out pairs of
-  familiar names (see the table): the model has partly learned which tokens are "IOI
-  names".
 - The facts are invented; the model knows nothing about the real world.
 """
     out = path / "MODEL_CARD.md"

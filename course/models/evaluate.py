@@ -22,15 +22,23 @@ from course.data.repeats import repeated_batch
 from course.data.splits import ioi_split
 from course.models.tokenizer import single_token_names
 
-# Floors the shipped model must reach (issue: "figures the main model must reach").
+# Floors the shipped model must reach, on the test split (issues 3 and 11).
 TARGETS = {
     "prev_token_score": (">=", 0.7),
     "induction_loss_ratio": ("<=", 0.3),
     "induction_head_score": (">=", 0.4),
     "ioi_accuracy": (">=", 0.9),
     "ioi_logit_diff": (">=", 2.0),
+    "ioi_accuracy_unseen_names": (">=", 0.9),
     "fact_accuracy": (">=", 0.95),
     "addition_accuracy": (">=", 0.95),
+}
+# What each figure is measured on, by split. "validation" data chooses the checkpoint
+# during training; "test" data is only ever reported (the card, the tests).
+SPLIT_DATA = {
+    "validation": "IOI: the validation families; facts: the validation openers; addition: half of the held-out sums",
+    "test": "IOI: the test families (intro, re-mention and ending all held out); facts: the held-out phrasing; "
+            "addition: the other half of the held-out sums",
 }
 
 
@@ -38,11 +46,18 @@ TARGETS = {
 class Report:
     figures: dict = field(default_factory=dict)
     heads: dict = field(default_factory=dict)
+    circuit: object = None          # a course.models.ioi_circuit.CircuitReport, on the test split
 
     def meets(self, name: str) -> bool:
         op, floor = TARGETS[name]
         value = self.figures[name]
         return value >= floor if op == ">=" else value <= floor
+
+    def all_met(self) -> bool:
+        from course.models.ioi_circuit import CIRCUIT_TARGETS
+
+        circuit_ok = self.circuit is None or all(self.circuit.meets(k) for k in CIRCUIT_TARGETS)
+        return all(self.meets(k) for k in TARGETS if k in self.figures) and circuit_ok
 
     def table(self) -> str:
         lines = [f"{'figure':34s} {'value':>9s}  target   ok"]
@@ -52,6 +67,9 @@ class Report:
             lines.append(f"{name:34s} {value:9.3f}  {target:7s}  {ok}")
         for name, where in self.heads.items():
             lines.append(f"{name:34s} {where}")
+        if self.circuit is not None:
+            lines += ["", "IOI circuit (classes named on the validation families, figures on the test families):",
+                      self.circuit.table()]
         return "\n".join(lines)
 
 
@@ -124,17 +142,32 @@ def induction_measures(model, tokenizer, n_seqs: int = 40, lengths=(20, 30, 40, 
 
 # --- IOI ---------------------------------------------------------------------------
 
-def held_out_ioi_prompts(tokenizer, n: int = 400, seed: int = 0, unseen_names: bool = False) -> list[ioi.IOIPrompt]:
-    """Prompts on held-out name pairs and held-out templates (or on names never in IOI)."""
-    split = ioi_split(single_token_names(tokenizer))
+def held_out_ioi_prompts(tokenizer, n: int = 400, seed: int = 0, unseen_names: bool = False,
+                         split: str = "test") -> list[ioi.IOIPrompt]:
+    """Prompts whose intro, re-mention and ending families all come from ``split``
+    ("test", "validation" or "train"), on held-out name pairs (or on names never in IOI)."""
+    names = ioi_split(single_token_names(tokenizer))
     rng = random.Random(seed)
-    templates = sorted(split.held_out_templates)
-    pairs = [tuple(sorted(p)) for p in sorted(split.held_out_pairs, key=sorted)]
+    pairs = [tuple(sorted(p)) for p in sorted(names.held_out_pairs, key=sorted)]
     prompts = []
     for _ in range(n):
-        intro, action = rng.choice(templates)
-        io, s = rng.sample(split.unseen_names, 2) if unseen_names else rng.sample(rng.choice(pairs), 2)
-        prompts.append(ioi.ioi_prompt(rng, io, s, intro, action))
+        io, s = rng.sample(names.unseen_names, 2) if unseen_names else rng.sample(rng.choice(pairs), 2)
+        prompts.append(ioi.ioi_prompt(rng, io, s, split))
+    return prompts
+
+
+def handwritten_ioi_prompts(tokenizer, seed: int = 0, per_sentence: int = 8) -> list[ioi.IOIPrompt]:
+    """The hand-written sentences (course.data.ioi_handwritten), each with several held-out name pairs."""
+    from course.data.ioi_handwritten import HANDWRITTEN
+
+    names = ioi_split(single_token_names(tokenizer))
+    rng = random.Random(seed)
+    pairs = [tuple(sorted(p)) for p in sorted(names.held_out_pairs, key=sorted)]
+    prompts = []
+    for sentence in HANDWRITTEN:
+        for _ in range(per_sentence):
+            io, s = rng.sample(rng.choice(pairs), 2)
+            prompts.append(ioi.IOIPrompt(sentence.format(IO=io, S=s), io, s))
     return prompts
 
 
@@ -156,6 +189,43 @@ def fact_accuracy(model, tokenizer, prompts=None) -> float:
     logits = _last_logits(model, tokenizer, [p.text for p in prompts])
     want = torch.tensor([_first_token(tokenizer, p.answer) for p in prompts])
     return float((logits.argmax(-1) == want).float().mean())
+
+
+@torch.no_grad()
+def fact_accuracy_mlps_ablated(model, tokenizer, where: str = "subject", prompts=None) -> float:
+    """Fact accuracy when every MLP's output at ``where`` ("subject": the country's tokens;
+    "end": the last token) is replaced by that layer's mean output over all prompt
+    positions (mean ablation).
+
+    The two together say where the facts are recalled: through the MLPs at the subject
+    (as ROME found in GPT-2 XL), or at the end of the prompt.
+    """
+    prompts = prompts or facts.held_out_fact_prompts()
+    ids, last = _encode_prompts(tokenizer, [p.text for p in prompts])
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        if where == "end":
+            mask[i, last[i]] = True
+            continue
+        start = p.text.index(p.country)
+        before = len(tokenizer(p.text[:start].rstrip(), add_special_tokens=False)["input_ids"]) if start else 0
+        upto = len(tokenizer(p.text[:start + len(p.country)], add_special_tokens=False)["input_ids"])
+        mask[i, 1 + before:1 + upto] = True                          # +1: BOS
+    valid = torch.arange(ids.shape[1])[None] <= last[:, None]
+    dev = _device(model)
+    mask, valid = mask.to(dev), valid.to(dev)
+
+    def ablate(module, args, out):
+        return torch.where(mask[..., None], out[valid].mean(0), out)
+
+    handles = [blk.mlp.register_forward_hook(ablate) for blk in model.transformer.h]
+    try:
+        logits = _forward(model, ids).logits.float().cpu()
+    finally:
+        for h in handles:
+            h.remove()
+    want = torch.tensor([_first_token(tokenizer, p.answer) for p in prompts])
+    return float((logits[torch.arange(len(prompts)), last].argmax(-1) == want).float().mean())
 
 
 @torch.no_grad()
@@ -192,23 +262,46 @@ def _best(scores: torch.Tensor, min_layer: int = 0) -> tuple[float, str]:
     return float(sub.max()), f"L{layer + min_layer}H{head}"
 
 
-def evaluate(model, tokenizer, quick: bool = False) -> Report:
+def evaluate(model, tokenizer, quick: bool = False, split: str = "test", circuit: bool | None = None) -> Report:
+    """Every figure of the card on ``split``'s data ("test" or "validation", see SPLIT_DATA).
+
+    The test split adds IOI on hand-written sentences and on the training families (for
+    comparison), and, unless ``quick``, the IOI circuit (course.models.ioi_circuit; it
+    wraps ``model`` in the lens, so call it last). ``quick`` uses fewer prompts.
+    """
     model.eval()
     n = 100 if quick else 400
+    seed = 0 if split == "test" else 1000     # other random sequences and prompts for validation
     rep = Report()
-    prev = previous_token_scores(model, tokenizer, n=min(n, 200))
-    rep.figures["prev_token_score"], rep.heads["prev_token_head"] = _best(prev[:1])
-    ratio, ind = induction_measures(model, tokenizer, n_seqs=10 if quick else 40)
+    ratio, ind = induction_measures(model, tokenizer, n_seqs=10 if quick else 40, seed=seed)
     rep.figures["induction_loss_ratio"] = ratio
     rep.figures["induction_head_score"], rep.heads["induction_head"] = _best(ind, min_layer=1)
-    acc, diff = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n))
+    # The previous-token head an induction head can compose with sits in an earlier layer.
+    below = int(rep.heads["induction_head"][1:].split("H")[0])
+    prev = previous_token_scores(model, tokenizer, n=min(n, 200), seed=seed)
+    rep.figures["prev_token_score"], rep.heads["prev_token_head"] = _best(prev[:below])
+    rep.figures = {"prev_token_score": rep.figures.pop("prev_token_score"), **rep.figures}   # card order
+    acc, diff = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, split=split))
     rep.figures["ioi_accuracy"], rep.figures["ioi_logit_diff"] = acc, diff
-    acc_u, diff_u = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, unseen_names=True))
+    acc_u, diff_u = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, True, split))
     rep.figures["ioi_accuracy_unseen_names"], rep.figures["ioi_logit_diff_unseen_names"] = acc_u, diff_u
-    rep.figures["fact_accuracy"] = fact_accuracy(model, tokenizer)
-    rep.figures["fact_accuracy_validation_openers"] = fact_accuracy(model, tokenizer, facts.validation_fact_prompts())
-    adds = addition.held_out_addition_prompts()
+    if split == "test":
+        acc_h, diff_h = ioi_measures(model, tokenizer, handwritten_ioi_prompts(tokenizer))
+        rep.figures["ioi_accuracy_handwritten"], rep.figures["ioi_logit_diff_handwritten"] = acc_h, diff_h
+        acc_t, diff_t = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, split="train"))
+        rep.figures["ioi_accuracy_training_families"], rep.figures["ioi_logit_diff_training_families"] = acc_t, diff_t
+        rep.figures["fact_accuracy"] = fact_accuracy(model, tokenizer)
+        rep.figures["fact_accuracy_subject_mlps_ablated"] = fact_accuracy_mlps_ablated(model, tokenizer, "subject")
+        rep.figures["fact_accuracy_end_mlps_ablated"] = fact_accuracy_mlps_ablated(model, tokenizer, "end")
+    else:
+        rep.figures["fact_accuracy"] = fact_accuracy(model, tokenizer, facts.validation_fact_prompts())
+    adds = addition.held_out_addition_prompts(split)
     rep.figures.update(addition_measures(model, tokenizer, adds[:200] if quick else adds))
+    if circuit if circuit is not None else (split == "test" and not quick):
+        from course.lens import HookedGPT2
+        from course.models.ioi_circuit import ioi_circuit
+
+        rep.circuit = ioi_circuit(HookedGPT2(model, tokenizer))
     return rep
 
 
@@ -222,7 +315,7 @@ def main(argv=None) -> int:
     model, tokenizer = load_hf_model(args.path)
     rep = evaluate(model, tokenizer)
     print(json.dumps(asdict(rep), indent=2) if args.json else rep.table())
-    return 0 if all(rep.meets(k) for k in TARGETS) else 1
+    return 0 if rep.all_met() else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,12 @@
+"""Activation patching, path patching and ablation of attention heads, on the lens.
+
+- :mod:`course.patching.metrics`: the logit difference and the normalized patching metric;
+- :mod:`course.patching.heads`: replace chosen heads' outputs (from another run, or a mean);
+- :mod:`course.patching.paths`: path patching from sender heads into receivers' q, k or v.
+"""
+
+from course.patching.heads import group_mean, patch_heads
+from course.patching.metrics import logit_diff, normalized
+from course.patching.paths import path_patch
+
+__all__ = ["group_mean", "logit_diff", "normalized", "patch_heads", "path_patch"]
