@@ -292,6 +292,10 @@ class Instrument:
         """``ln(x)``, with its scale ``[..., 1]`` and normalized input (before weight and bias) hooked."""
         if not self.wants(scale_name, norm_name):
             return ln(x)
+        if self.graph:                              # native_layer_norm's statistics carry no gradient
+            centred = x - x.mean(-1, keepdim=True)
+            scale = self.run(scale_name, (centred.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt())
+            return self.run(norm_name, centred / scale) * ln.weight + ln.bias
         out, mean, rstd = torch.native_layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
         if self.only_caches(scale_name):
             self.lazy(scale_name, rstd.reciprocal)
@@ -302,9 +306,9 @@ class Instrument:
         if new_scale is scale and self.only_caches(norm_name):
             self.lazy(norm_name, lambda: (x - mean) * rstd)
             return out
-        normalized = (x - mean) * rstd if new_scale is scale and not self.graph else (x - mean) / new_scale
+        normalized = (x - mean) * rstd if new_scale is scale else (x - mean) / new_scale
         new_normalized = self.run(norm_name, normalized)
-        if new_scale is scale and new_normalized is normalized and not self.graph:
+        if new_scale is scale and new_normalized is normalized:
             return out
         return new_normalized * ln.weight + ln.bias
 
