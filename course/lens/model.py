@@ -1,8 +1,16 @@
 """``HookedGPT2``: a Hugging Face GPT-2 seen through TransformerLens-style names.
 
-The wrapped ``GPT2LMHeadModel`` does every computation; the lens adds hook points,
-an activation cache, tokenization helpers and weight views. Its logits are the HF
-model's logits.
+The wrapped ``GPT2LMHeadModel`` holds every parameter; the lens adds hook points, an
+activation cache, tokenization helpers, generation and weight views. Its logits are the
+HF model's logits.
+
+Conventions (which TransformerLens setting our numbers equal; README "Using the toolkit"):
+weights and activations are TransformerLens's with ``fold_ln=False`` and no centring,
+except that ``hook_pos_embed`` is ``[batch, pos, d_model]``, masked scores are ``-inf``
+and ``ln*.hook_normalized`` is before the norm's weight and bias (TransformerLens 3.9 has
+the same, folded or not). ``cache.apply_ln_to_stack`` includes the norm's weight, so
+``apply_ln_to_stack(x) @ W_U`` and ``logit_attrs`` equal TransformerLens with
+``fold_ln=True`` (the tests check both against TransformerLens 3.9).
 """
 
 from __future__ import annotations
