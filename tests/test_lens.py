@@ -192,3 +192,149 @@ def test_layer_norm_statistics_are_exact_and_lazy_values_resolve(model, tokens):
     out = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.ln2.hook_normalized",
                                                    lambda t, h: seen.append(type(t)) or t * 0)])
     assert seen == [torch.Tensor] and not torch.allclose(out, model(tokens))
+
+
+# -- issue 12: layer arguments, shapes, masks, hooks, loss, generation, gradients ----------------
+def test_layer_arguments_count_blocks_as_documented(model, tokens):
+    _, cache = model.run_with_cache(tokens)
+    n = model.cfg.n_layers
+    for layer in range(n):
+        acc = cache.accumulated_resid(layer=layer)
+        assert acc.shape[0] == layer + 1                                   # streams entering 0..layer
+        torch.testing.assert_close(acc[-1], cache["resid_pre", layer])
+        assert cache.stack_head_results(layer=layer).shape[0] == layer * model.cfg.n_heads
+    assert cache.stack_head_results(layer=0).shape == (0, *tokens.shape, model.cfg.d_model)
+    assert cache.accumulated_resid(layer=None).shape[0] == n + 1
+    with pytest.raises(ValueError, match="layer must lie"):
+        cache.accumulated_resid(layer=n + 1)
+
+
+def test_pos_embed_has_the_batch_and_masked_scores_are_minus_inf(model, tokens):
+    _, cache = model.run_with_cache(tokens)
+    assert cache["hook_pos_embed"].shape == (*tokens.shape, model.cfg.d_model)
+    torch.testing.assert_close(cache["hook_pos_embed"][1], model.W_pos[: tokens.shape[1]])
+    scores = cache["attn_scores", 0]
+    future = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool).triu(1)
+    assert bool(scores[..., future].isneginf().all()) and bool(scores[..., ~future].isfinite().all())
+    zero_one_row = lambda x, h: torch.cat([x[:1], torch.zeros_like(x[1:])])   # noqa: E731  [batch, pos, d] back
+    out = model.run_with_hooks(tokens, fwd_hooks=[("hook_pos_embed", zero_one_row)])
+    assert torch.allclose(out[0], model(tokens)[0]) and not torch.allclose(out[1], model(tokens)[1])
+
+
+def test_left_padding_gives_the_unpadded_logits(model):
+    ids = model.to_tokens("When Mary and John went to the store")
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], dim=1)
+    mask = torch.cat([torch.zeros(1, 3, dtype=torch.long), torch.ones_like(ids)], dim=1)
+    position_free = model.hf(input_ids=padded, attention_mask=mask, use_cache=False,
+                             position_ids=(mask.cumsum(1) - 1).clamp_min(0)).logits
+    with torch.no_grad():
+        torch.testing.assert_close(position_free[:, 3:], model(ids), atol=1e-5, rtol=1e-5)
+        _, cache = model.run_with_cache(padded, attention_mask=mask)
+    assert cache["pattern", 0].isfinite().all()                           # no NaN rows at the padding
+
+
+def test_added_hooks_apply_until_reset_and_the_context_removes_its_own(model, tokens):
+    base = model(tokens).detach()
+    double = ("blocks.0.hook_mlp_out", lambda x, h: x * 2)
+    edited = model.run_with_hooks(tokens, fwd_hooks=[double]).detach()
+    plain_mlp_out = model.run_with_cache(tokens)[1]["mlp_out", 0]
+    with model.hooks(fwd_hooks=[double]):
+        torch.testing.assert_close(model(tokens), edited)
+        _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.hook_mlp_out"])
+        torch.testing.assert_close(cache["mlp_out", 0], 2 * plain_mlp_out)   # the cache sees the edit
+    torch.testing.assert_close(model(tokens), base)
+    model.add_hook(*double)
+    model.add_hook("blocks.0.hook_mlp_out", lambda x, h: x * 2, is_permanent=True)
+    try:
+        model.reset_hooks()
+        torch.testing.assert_close(model(tokens), edited)                 # the permanent one stays
+    finally:
+        model.reset_hooks(including_permanent=True)
+    torch.testing.assert_close(model(tokens), base)
+
+
+def test_loss_is_the_next_token_cross_entropy(model, tokens):
+    logits = model(tokens)
+    want = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
+    per_token = model(tokens, return_type="loss", loss_per_token=True)
+    torch.testing.assert_close(per_token, want.view(tokens.shape[0], -1))
+    torch.testing.assert_close(model(tokens, return_type="loss"), want.mean())
+    both = model(tokens, return_type="both")
+    torch.testing.assert_close(both[0], logits)
+    torch.testing.assert_close(both[1], want.mean())
+
+
+def test_generate_is_greedy_by_default_steerable_and_seeded(model):
+    prompt = model.to_tokens("When Mary and John went")
+    out = model.generate(prompt, max_new_tokens=5, stop_at_eos=False)
+    ids = prompt
+    for _ in range(5):                                                   # greedy, by hand
+        ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, ids)
+    vector = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0)) * 5
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", lambda x, h: x + vector)]):
+        steered = model.generate(prompt, max_new_tokens=5, stop_at_eos=False)
+        first = model.run_with_hooks(prompt)[:, -1].argmax(-1)
+    assert steered[0, prompt.shape[1]] == first[0] and not torch.equal(steered, out)
+    sample = lambda seed: model.generate(prompt, 5, stop_at_eos=False, do_sample=True, seed=seed)  # noqa: E731
+    assert torch.equal(sample(1), sample(1))
+    assert isinstance(model.generate("When Mary", max_new_tokens=2), str)
+
+
+def hf_grads(hf, tokens, points):
+    """Gradients of the mean loss at the HF model's hidden states and attention patterns (plain autograd)."""
+    out = hf(input_ids=tokens, labels=tokens, output_hidden_states=True, output_attentions=True, use_cache=False)
+    hidden, patterns = out.hidden_states[:-1], out.attentions                       # [-1] is after ln_f
+    return dict(zip(points, torch.autograd.grad(out.loss, [*hidden, *patterns])))
+
+
+def test_gradients_at_activations_match_autograd_on_the_hf_model(tokenizer, tokens):
+    lens = HookedGPT2(random_hf_model(), tokenizer)
+    for p in lens.hf.parameters():
+        p.requires_grad_(False)                                          # frozen weights: gradients still reach activations
+    n = lens.cfg.n_layers
+    points = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + [f"blocks.{i}.attn.hook_pattern" for i in range(n)]
+    want = hf_grads(random_hf_model(), tokens, points)
+    loss, cache = lens.run_with_cache(tokens, incl_bwd=True, return_type="loss")
+    for name in points:
+        torch.testing.assert_close(cache[name + "_grad"], want[name], atol=1e-6, rtol=1e-4)
+    assert all(p.grad is None for p in lens.hf.parameters())
+    # The same from a cache that keeps its graph, and from a backward hook.
+    loss, cache = lens.run_with_cache(tokens, keep_graph=True, return_type="loss")
+    grads = torch.autograd.grad(loss, [cache[name] for name in points])
+    for name, g in zip(points, grads):
+        torch.testing.assert_close(g, want[name], atol=1e-6, rtol=1e-4)
+    seen = {}
+    with torch.enable_grad():
+        loss = lens.run_with_hooks(tokens, return_type="loss", fwd_hooks=[("hook_embed", lambda x, h: x.requires_grad_())],
+                                   bwd_hooks=[(points[1], lambda g, h: seen.setdefault(h.name, g))])
+        loss.backward()
+    torch.testing.assert_close(seen[points[1]], want[points[1]], atol=1e-6, rtol=1e-4)
+
+
+def test_layer_norm_gradients_match_autograd(tokenizer, tokens):
+    lens = HookedGPT2(random_hf_model(), tokenizer)
+    x = lens.run_with_cache(tokens)[1]["resid_pre", 1].requires_grad_()
+    with torch.enable_grad():
+        loss = lens.run_with_hooks(tokens, fwd_hooks=[("blocks.1.hook_resid_pre", lambda t, h: x)], return_type="loss")
+    g_x, = torch.autograd.grad(loss, [x])                                # plain autograd at the block's input
+    _, cache = lens.run_with_cache(tokens, incl_bwd=True, return_type="loss")
+    torch.testing.assert_close(cache["blocks.1.hook_resid_pre_grad"], g_x, atol=1e-6, rtol=1e-4)
+    # That gradient = the residual path (resid_mid's gradient) + ln1's backward of hook_normalized's gradient.
+    norm, scale = cache["blocks.1.ln1.hook_normalized"], cache["blocks.1.ln1.hook_scale"]
+    g = cache["blocks.1.ln1.hook_normalized_grad"] / scale
+    through_ln = g - g.mean(-1, keepdim=True) - norm * (g * norm).mean(-1, keepdim=True)
+    torch.testing.assert_close(g_x - through_ln, cache["blocks.1.hook_resid_mid_grad"], atol=1e-5, rtol=1e-3)
+
+
+def test_remove_batch_dim_and_directions(model, tokens):
+    _, cache = model.run_with_cache(tokens[:1], remove_batch_dim=True)
+    assert cache["resid_pre", 0].shape == (tokens.shape[1], model.cfg.d_model)
+    with pytest.raises(ValueError, match="batch of one"):
+        model.run_with_cache(tokens, remove_batch_dim=True)
+    d = model.tokens_to_residual_directions(tokens)
+    assert d.shape == (*tokens.shape, model.cfg.d_model)
+    torch.testing.assert_close(d[1, 2], model.W_U[:, tokens[1, 2]])
+    assert model.W_E_pos.shape == (model.cfg.d_vocab + model.cfg.n_ctx, model.cfg.d_model)
+    torch.testing.assert_close(model.QK.full()[0, 1], model.W_Q[0, 1] @ model.W_K[0, 1].T)
+    torch.testing.assert_close(model.OV.full()[1, 0], model.W_V[1, 0] @ model.W_O[1, 0])

@@ -230,10 +230,10 @@ def residual_components(cache, model) -> Tensor:
     Returns [2 + 2 * n_layers, batch, pos, d_model], in the order: token embedding,
     position embedding, then attn_out and mlp_out of layer 0, of layer 1, ...
     """
-    # Hint: hook_pos_embed has batch size 1; expand it to the batch of the others.
+    # Hint: the cache holds hook_embed, hook_pos_embed and each layer's attn_out and mlp_out, all [batch, pos, d_model].
     ### BEGIN SOLUTION
     embed = cache["hook_embed"]
-    parts = [embed, cache["hook_pos_embed"].expand_as(embed)]
+    parts = [embed, cache["hook_pos_embed"]]
     for layer in range(model.cfg.n_layers):
         parts += [cache["attn_out", layer], cache["mlp_out", layer]]
     return torch.stack(parts)
