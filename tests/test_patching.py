@@ -71,9 +71,7 @@ def test_path_patching_into_every_input_of_a_layer_equals_rerunning_its_attentio
     delta = sum((corrupt_cache["z", l][:, :, h] - clean_cache["z", l][:, :, h]) @ tiny.W_O[l, h] for l, h in senders)
     block = tiny.hf.transformer.h[2]
     normed = block.ln_1(clean_cache["resid_pre", 2] + delta)
-    n = clean.shape[1]
-    causal = torch.full((n, n), float("-inf")).triu(1)[None, None]               # the additive mask HF builds
-    attn_out = block.attn(normed, attention_mask=causal)[0]
+    attn_out = block.attn(normed, attention_mask=None)[0]                          # causal when no mask is given
     expected = tiny.run_with_hooks(clean, fwd_hooks=[("blocks.2.hook_attn_out", lambda x, hp: attn_out)])
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert (got - tiny(clean)).abs().max() > 1e-5                                 # the patch did something
