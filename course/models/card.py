@@ -60,8 +60,9 @@ CIRCUIT_LABELS = {
     "logit_diff_abc": "mean logit difference, ABC prompts (a third name at S2)",
     "name_mover_attention_to_io": "name movers' mean attention from the end to IO",
     "name_mover_share": "name movers' direct effects / logit difference",
+    "subject_suppression_share": "subject-suppression heads' direct effects / logit difference",
     "s_inhibition_removed": "share removed: S-inhibition (ABC) → name movers' queries only",
-    "duplicate_removed": "share removed: duplicate/induction (ABC) → S-inhibition keys and values only",
+    "duplicate_removed": "share removed: duplicate/induction (ABC) → keys and values of the heads reading S2 only",
     "outside_ablated_kept": "share kept: every head outside the circuit mean-ablated (ABC)",
     "circuit_ablated_left": "share left: the circuit's heads mean-ablated (ABC)",
 }
@@ -92,7 +93,8 @@ is over the ABC prompts of the same sentence shape.
 | --- | --- | --- |
 | name movers | {_heads(c.name_movers)} | attention end → IO ≥ {NM_ATTENTION} and a positive direct effect on logit(IO) − logit(S) |
 | S-inhibition | {_heads(c.s_inhibition)} | attention end → S2 ≥ {S_INHIBITION_ATTENTION}; alone, path-patched (ABC) into the name movers' queries, removes ≥ {MIN_SINGLE_EFFECT:.0%} |
-| duplicate-token | {_heads(c.duplicate_token)} | attention S2 → S1 ≥ {DUPLICATE_ATTENTION}; alone, path-patched into the S-inhibition heads' keys and values, removes ≥ {MIN_SINGLE_EFFECT:.0%} |
+| subject-suppression | {_heads(c.subject_suppression)} | attention end → S2 ≥ {NM_ATTENTION} and a positive direct effect (S pushed down); not one of Wang et al.'s classes, like GPT-2 small's copy-suppression heads |
+| duplicate-token | {_heads(c.duplicate_token)} | attention S2 → S1 ≥ {DUPLICATE_ATTENTION}; alone, path-patched into the keys and values of the S-inhibition and subject-suppression heads, removes ≥ {MIN_SINGLE_EFFECT:.0%} |
 | induction | {_heads(c.induction)} | attention S2 → S1+1 ≥ {DUPLICATE_ATTENTION}; the same path-patching test |
 
 | figure | value | target |
@@ -110,6 +112,7 @@ def write_card(path: Path) -> Path:
     (path / "evaluation.json").write_text(json.dumps(
         {"figures": report.figures, "heads": report.heads,
          "circuit": {"figures": circuit.figures, "name_movers": circuit.name_movers, "s_inhibition": circuit.s_inhibition,
+                     "subject_suppression": circuit.subject_suppression,
                      "duplicate_token": circuit.duplicate_token, "induction": circuit.induction}}, indent=2) + "\n")
     train = json.loads((path / "training_config.json").read_text())
     c = model.config

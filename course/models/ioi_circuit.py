@@ -11,8 +11,13 @@ name at S2). The classes, as GPT-2 small has them:
 - **S-inhibition heads**: attend from the end to S2 and change the name movers' queries;
   figure: the share of the logit difference removed by patching their ABC output into
   the name movers' queries only (path patching);
+- **subject-suppression heads** (not one of Wang et al.'s classes; GPT-2 small's
+  copy-suppression heads, McDougall et al. 2023, act alike): attend from the end to S2
+  (≥ ``NM_ATTENTION``) and raise logit(IO) − logit(S) directly, by pushing S down;
+  figure: the share of the logit difference their direct effects make;
 - **duplicate-token / induction heads**: attend from S2 to S1 / S1+1; figure: the share
-  removed by patching their ABC output into the S-inhibition heads' keys and values only;
+  removed by patching their ABC output into the keys and values of the heads that attend
+  to S2 from the end (the S-inhibition and subject-suppression heads) only;
 - **faithfulness**: mean-ablating (over the ABC prompts of the same sentence shape) every
   head outside the circuit keeps a share of the logit difference; ablating the circuit's
   heads leaves a share.
@@ -50,6 +55,7 @@ CIRCUIT_TARGETS = {
 class CircuitReport:
     name_movers: list[Head] = field(default_factory=list)
     s_inhibition: list[Head] = field(default_factory=list)
+    subject_suppression: list[Head] = field(default_factory=list)
     duplicate_token: list[Head] = field(default_factory=list)
     induction: list[Head] = field(default_factory=list)
     figures: dict = field(default_factory=dict)
@@ -58,7 +64,13 @@ class CircuitReport:
 
     @property
     def heads(self) -> list[Head]:
-        return sorted(set(self.name_movers + self.s_inhibition + self.duplicate_token + self.induction))
+        return sorted(set(self.name_movers + self.s_inhibition + self.subject_suppression
+                          + self.duplicate_token + self.induction))
+
+    @property
+    def s2_readers(self) -> list[Head]:
+        """The heads that read S2 from the end: where duplicate-token signals are sent."""
+        return sorted(set(self.s_inhibition + self.subject_suppression))
 
     def meets(self, name: str) -> bool:
         op, floor = CIRCUIT_TARGETS[name]
@@ -67,8 +79,9 @@ class CircuitReport:
 
     def table(self) -> str:
         fmt = lambda hs: ", ".join(f"L{l}H{h}" for l, h in hs) or "none"   # noqa: E731
-        lines = [f"name movers:      {fmt(self.name_movers)}", f"S-inhibition:     {fmt(self.s_inhibition)}",
-                 f"duplicate-token:  {fmt(self.duplicate_token)}", f"induction:        {fmt(self.induction)}"]
+        lines = [f"name movers:         {fmt(self.name_movers)}", f"S-inhibition:        {fmt(self.s_inhibition)}",
+                 f"subject-suppression: {fmt(self.subject_suppression)}",
+                 f"duplicate-token:     {fmt(self.duplicate_token)}", f"induction:           {fmt(self.induction)}"]
         for k, v in self.figures.items():
             ok = ("yes" if self.meets(k) else "NO") if k in CIRCUIT_TARGETS else ""
             target = " ".join(map(str, CIRCUIT_TARGETS[k])) if k in CIRCUIT_TARGETS else ""
@@ -146,21 +159,23 @@ def identify(model, r: Runs) -> CircuitReport:
     st = head_statistics(model, r)
     layer_ix = torch.arange(model.cfg.n_layers)[:, None].expand_as(st["end_to_io"])
     rep = CircuitReport()
-    rep.name_movers = _heads_where((st["end_to_io"] >= NM_ATTENTION) & (st["direct_effect"] > 0) & (layer_ix >= 1))
-    if not rep.name_movers:
+    positive = (st["direct_effect"] > 0) & (layer_ix >= 1)
+    rep.name_movers = _heads_where((st["end_to_io"] >= NM_ATTENTION) & positive)
+    rep.subject_suppression = [h for h in _heads_where((st["end_to_s2"] >= NM_ATTENTION) & positive)
+                               if h not in rep.name_movers]
+    if rep.name_movers:
+        nm_last = max(l for l, _ in rep.name_movers)
+        cands = _heads_where((st["end_to_s2"] >= S_INHIBITION_ATTENTION) & (layer_ix < nm_last))
+        rep.s_inhibition = [h for h in cands if h not in rep.name_movers and r.removed(
+            path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, [h], rep.name_movers, "q")) >= MIN_SINGLE_EFFECT]
+    readers = rep.s2_readers
+    if not readers:
         return rep
-    nm_last = max(l for l, _ in rep.name_movers)
-    cands = _heads_where((st["end_to_s2"] >= S_INHIBITION_ATTENTION) & (layer_ix < nm_last))
-    rep.s_inhibition = [h for h in cands if h not in rep.name_movers and
-                        r.removed(path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, [h], rep.name_movers, "q"))
-                        >= MIN_SINGLE_EFFECT]
-    if not rep.s_inhibition:
-        return rep
-    si_last = max(l for l, _ in rep.s_inhibition)
+    last = max(l for l, _ in readers)
     for name, key in (("duplicate_token", "s2_to_s1"), ("induction", "s2_to_s1_plus_1")):
-        cands = _heads_where((st[key] >= DUPLICATE_ATTENTION) & (layer_ix < si_last))
+        cands = _heads_where((st[key] >= DUPLICATE_ATTENTION) & (layer_ix < last))
         setattr(rep, name, [h for h in cands if r.removed(
-            path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, [h], rep.s_inhibition, ("k", "v")))
+            path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, [h], readers, ("k", "v")))
             >= MIN_SINGLE_EFFECT])
     return rep
 
@@ -173,12 +188,13 @@ def measure(model, r: Runs, rep: CircuitReport) -> dict[str, float]:
     mean_io = lambda hs, key: float(torch.stack([st[key][h] for h in hs]).mean()) if hs else float("nan")  # noqa: E731
     f["name_mover_attention_to_io"] = mean_io(rep.name_movers, "end_to_io")
     f["name_mover_share"] = sum(float(st["direct_effect"][h]) for h in rep.name_movers) / r.ld_clean
+    f["subject_suppression_share"] = sum(float(st["direct_effect"][h]) for h in rep.subject_suppression) / r.ld_clean
     clean = r.data.clean
     f["s_inhibition_removed"] = (r.removed(path_patch(model, clean, r.clean_cache, r.abc_cache, rep.s_inhibition,
                                                       rep.name_movers, "q")) if rep.s_inhibition else 0.0)
     dup = rep.duplicate_token + [h for h in rep.induction if h not in rep.duplicate_token]
     f["duplicate_removed"] = (r.removed(path_patch(model, clean, r.clean_cache, r.abc_cache, dup,
-                                                   rep.s_inhibition, ("k", "v"))) if dup and rep.s_inhibition else 0.0)
+                                                   rep.s2_readers, ("k", "v"))) if dup and rep.s2_readers else 0.0)
     means = {l: group_mean(z, r.data.group) for l, z in _z(r.abc_cache, model).items()}
     circuit = set(rep.heads)
     outside = [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads) if (l, h) not in circuit]
