@@ -418,9 +418,9 @@ AttributionExplorer(model, prompt, " Mary", " John")
 # %% [markdown]
 # Averaged over many IOI prompts the picture is stable. The cell below finds, on the
 # model in front of you, the component and the head with the largest mean contribution,
-# and the components and heads that push *against* the right answer. In a model this
-# small, expect a surprise: much of the direct push comes from the last MLP, which turns
-# what the heads moved into the answer's logit.
+# and the components and heads that push *against* the right answer. In GPT-2 small most
+# of the direct push comes from a few attention heads near the end of the model; the cell
+# says whether the largest push here comes from an attention layer or an MLP.
 
 # %%
 from course.findings import ioi_attribution_summary  # noqa: E402
@@ -428,6 +428,8 @@ from course.findings import ioi_attribution_summary  # noqa: E402
 summary = ioi_attribution_summary(model, n_prompts=60)
 print(f"mean logit difference: {summary['logit_diff']:.2f}")
 print("largest push towards the answer:", summary["top_component"], "— head", summary["top_head"])
+kind = "an attention layer" if summary["top_component"].startswith("attn") else "an MLP"
+print(f"so the largest direct push comes from {kind}")
 print("components pushing against the answer:", summary["negative_components"] or "none")
 print("heads pushing against the answer:", summary["negative_heads"] or "none")
 
