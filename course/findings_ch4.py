@@ -69,7 +69,9 @@ def recall_location(average) -> dict:
             "mlp_peak": (layer, BUCKETS[bucket]), "mlp_peak_value": float(mlp.max()),
             "attn_layer_at_end": int(attn[:, end].argmax()), "attn_at_end": float(attn[:, end].max()),
             "resid_at_subject": [float(x) for x in resid[:, subj]], "resid_at_end": [float(x) for x in resid[:, end]],
-            "recalled_at_subject": BUCKETS[bucket] == "subject, last"}
+            "recalled_at_subject": BUCKETS[bucket] == "subject, last",
+            # Restoring attention at the end brings most of the answer back: attention carries the subject there.
+            "moved_by_attention": float(attn[:, end].max()) > 0.5}
 
 
 def edit_requests(model, n: int = 5, relation: str = "capital", seed: int = 0) -> list:

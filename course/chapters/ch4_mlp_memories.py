@@ -392,9 +392,9 @@ print(f"attention at the last token: layer {where['attn_layer_at_end']} recovers
 print("restoring the stream at the subject's last token recovers",
       [f"{x:.2f}" for x in where["resid_at_subject"]], "by layer; at the last token",
       [f"{x:.2f}" for x in where["resid_at_end"]])
-print("the fact is recalled on the subject, as ROME found in GPT-2 XL" if where["recalled_at_subject"] else
-      "unlike GPT-2 XL in ROME, the fact is recalled at the last token: attention first moves the subject "
-      "there, then the MLPs look the answer up")
+print(f"the MLPs matter most at the {where['mlp_peak'][1]}: "
+      + ("on the subject, as ROME found in GPT-2 XL" if where["recalled_at_subject"] else "unlike GPT-2 XL in ROME")
+      + ("; attention carries the subject's information to the last token" if where["moved_by_attention"] else ""))
 
 # %% [markdown]
 # Trace a prompt of your own: type it, name the subject (a word or words of the prompt),

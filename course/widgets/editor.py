@@ -68,9 +68,12 @@ class FactEditor(widgets.VBox):
 
     def __init__(self, model, C, layer: int, country: str | None = None, new_capital: str | None = None):
         self.model, self.C, self.layer = model, C, layer
-        first, other = facts.countries()[0], facts.countries()[1]
-        self.country = widgets.Text(value=country or first.name, description="Country")
-        self.new_capital = widgets.Text(value=new_capital or other.capital, description="New capital")
+        if country is None or new_capital is None:     # a default edit the model can make: a one-token capital
+            from course.findings_ch4 import edit_requests
+            request = edit_requests(model, 1)[0]
+            country, new_capital = request.country, request.new_answer.strip()
+        self.country = widgets.Text(value=country, description="Country")
+        self.new_capital = widgets.Text(value=new_capital, description="New capital")
         self.edit_button = widgets.Button(description="Edit", button_style="primary")
         self.undo_button = widgets.Button(description="Undo")
         self.status = widgets.HTML()
