@@ -18,6 +18,7 @@ from course.tracing import (BUCKETS, average_traces, bucket_positions, known_fac
 from course.widgets import (FactEditor, NeuronExplorer, TraceExplorer, edit_fact, neuron_card, neuron_promoting,
                             trace_view)
 from solutions import ch4_mlp_memories as ref
+from tests.check_contract import contract_tests
 
 
 @pytest.fixture(scope="module")
@@ -144,33 +145,8 @@ def test_rank_one_update_maps_the_key_and_spares_keys_orthogonal_in_c():
 
 # -- checks ---------------------------------------------------------------------------------------
 
-EXERCISES = list(check.EXERCISES)
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_reference_passes_stub_does_not(name):
-    assert getattr(check, name)(getattr(ref, name), quiet=True).passed
-    assert getattr(check, name)(getattr(ref, name), hidden=True, quiet=True).passed
-
-    def stub(*a, **k):
-        raise NotImplementedError
-    assert getattr(check, name)(stub, quiet=True).status == "not implemented"
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_a_wrong_answer_fails(name):
-    def wrong(*args, **kwargs):
-        out = getattr(ref, name)(*args, **kwargs)
-        return tuple(o * 1.5 + 0.5 for o in out) if isinstance(out, tuple) else out * 1.5 + 0.5
-    result = getattr(check, name)(wrong, quiet=True)
-    assert result.status == "fail" and result.message.startswith(f"✗ {name}")
-
-
-@pytest.mark.parametrize("name, index", [(n, i) for n, ex in check.EXERCISES.items() for i in range(len(ex.causes))])
-def test_known_mistakes_are_diagnosed(name, index):
-    wrong, words = check.EXERCISES[name].causes[index]
-    result = getattr(check, name)(wrong, quiet=True)
-    assert result.status == "fail" and f"Likely cause: {words}" in result.message
+test_reference_passes_stub_does_not, test_a_wrong_answer_fails, test_known_mistakes_are_diagnosed = \
+    contract_tests(check, ref)
 
 
 def test_checks_fall_back_to_the_shipped_values(monkeypatch):
