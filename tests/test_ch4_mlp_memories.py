@@ -149,12 +149,13 @@ test_reference_passes_stub_does_not, test_a_wrong_answer_fails, test_known_mista
     contract_tests(check, ref)
 
 
-def test_checks_fall_back_to_the_shipped_values(monkeypatch):
+@pytest.mark.parametrize("name", list(check.EXERCISES))
+def test_checks_fall_back_to_the_shipped_values(monkeypatch, name):
     from course.checks.core import Exercise
 
-    monkeypatch.setattr(Exercise, "reference", lambda self: None)
-    assert check.rank_one_update(ref.rank_one_update, quiet=True).passed
-    assert not check.rank_one_update(check.EXERCISES["rank_one_update"].causes[0][0], quiet=True).passed
+    monkeypatch.setattr(Exercise, "reference", lambda self: None)      # a classroom release: no solutions
+    assert getattr(check, name)(getattr(ref, name), quiet=True).passed
+    assert not getattr(check, name)(check.EXERCISES[name].causes[0][0], quiet=True).passed
 
 
 # -- the toolkit ----------------------------------------------------------------------------------
@@ -229,6 +230,17 @@ def test_neuron_explorer(m, stream, acts):
     assert w.card.neuron == neuron_promoting(m, 0, w.prompt.value)
     w.prompt.value = " capital of"                      # two tokens: a message, not a traceback
     assert "not one" in w.status.value
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_plot_average_draws_one_panel_per_kind(m, traced):
+    import matplotlib.pyplot as plt
+
+    from course.tracing import plot_average
+
+    fig = plot_average(average_traces(m, traced[:2], kinds=("mlp", "attn"), window=2, n_samples=2, progress=False))
+    assert len(fig.axes) == 3 and "window 2" in fig.axes[0].get_title()        # two panels and a colour bar
+    plt.close(fig)
 
 
 @pytest.mark.usefixtures("grad_off")

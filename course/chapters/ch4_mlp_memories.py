@@ -371,17 +371,10 @@ check.causal_trace(causal_trace, hidden=True, quiet=True).require()
 import matplotlib.pyplot as plt  # noqa: E402
 
 from course.findings_ch4 import recall_location  # noqa: E402
-from course.tracing import average_traces  # noqa: E402
+from course.tracing import BUCKETS, average_traces, plot_average  # noqa: E402
 
 average = average_traces(model, traced, window=1, n_samples=8)
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), sharey=True)
-for ax, kind in zip(axes, average.kinds):
-    im = ax.imshow(average.recovered[kind].numpy(), cmap="Purples", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(average.buckets)), average.buckets, rotation=40, ha="right")
-    ax.set_title(f"restore {kind}")
-axes[0].set_ylabel("layer")
-axes[0].set_yticks(range(model.cfg.n_layers))
-fig.colorbar(im, ax=axes, shrink=0.8, label="share of the answer recovered")
+plot_average(average, f"single states, {average.n_facts} facts")
 plt.show()
 where = recall_location(average)
 print(f"{average.n_facts} facts: answer probability clean {average.clean:.2f}, subject noised {average.corrupt:.2f}")
@@ -395,6 +388,21 @@ print("restoring the stream at the subject's last token recovers",
 print(f"the MLPs matter most at the {where['mlp_peak'][1]}: "
       + ("on the subject, as ROME found in GPT-2 XL" if where["recalled_at_subject"] else "unlike GPT-2 XL in ROME")
       + ("; attention carries the subject's information to the last token" if where["moved_by_attention"] else ""))
+
+# %% [markdown]
+# ROME also restores a **window** of consecutive layers' MLP (or attention) outputs at once:
+# a single MLP may matter only together with its neighbours. Here with a window of half
+# the model's layers (at least two):
+
+# %%
+windowed = average_traces(model, traced, kinds=("mlp", "attn"), window=max(2, model.cfg.n_layers // 2), n_samples=8)
+plot_average(windowed, f"windows of {windowed.window} layers")
+plt.show()
+at_subject, at_end = BUCKETS.index("subject, last"), BUCKETS.index("last token")
+for kind in windowed.kinds:
+    best = windowed.recovered[kind].max(0).values
+    print(f"{kind} windows: best at the subject's last token {float(best[at_subject]):.2f}, "
+          f"at the last token {float(best[at_end]):.2f}")
 
 # %% [markdown]
 # Trace a prompt of your own: type it, name the subject (a word or words of the prompt),
