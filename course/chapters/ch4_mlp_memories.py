@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Chapter 4 — MLPs as key–value memories
 #
-# Two thirds of GPT-2's parameters sit in its MLPs, and they are where facts seem to live.
+# Two thirds of a GPT-2 block's weights sit in its MLP, and MLPs are where facts seem to live.
 # An MLP layer computes $\text{GELU}(x W_{in} + b_{in})\, W_{out} + b_{out}$: each of its
 # $d_{mlp}$ **neurons** reads the stream along one column of $W_{in}$ (its **key**: the
 # pattern that makes it fire) and, in proportion to how strongly it fires, adds one row of

@@ -40,12 +40,12 @@ def _activation_cases(model, hidden):
 def _context_cases(model, hidden):
     _, acts = _stream(model, hidden)
     neurons = [3, 200, 77] if hidden else [0, 5, 100]
-    return [Case(f"layer {l}, neuron {n}, k={k}", (acts[l], n, k))
+    return [Case(f"layer {l}, neuron {n % acts.shape[-1]}, k={k}", (acts[l], n % acts.shape[-1], k))
             for l, n, k in zip([0, _last_layer(model), 0], neurons, [5, 1, 12])]
 
 
 def _value_cases(model, hidden):
-    picks = torch.tensor([9, 300, 41]) if hidden else torch.tensor([0, 5, 17, 511 % model.cfg.d_mlp])
+    picks = torch.tensor([9, 300, 41] if hidden else [0, 5, 17, 511]) % model.cfg.d_mlp
     return [Case(f"layer {l}, neurons {picks.tolist()}", (model, l, picks)) for l in range(model.cfg.n_layers)]
 
 
