@@ -111,6 +111,23 @@ def causal_trace(model, tokens: Tensor, subject: tuple[int, int], answer: int, n
     return out
 
 
+def subject_key(model, layer: int, texts: list[str], subject: str) -> Tensor:
+    """The MLP key of ``subject``: layer ``layer``'s post-GELU activation at the subject's last
+    token, averaged over ``texts`` (the same sentence after different prefixes).
+
+    Returns [d_mlp].
+    """
+    # Hint: subject_span(model, text, subject) is (start, end): the last subject token is at end - 1.
+    from course.tracing import subject_span
+
+    keys = []
+    for text in texts:
+        last = subject_span(model, text, subject)[1] - 1
+        _, cache = model.run_with_cache(text, names_filter=f"blocks.{layer}.mlp.hook_post")
+        keys.append(cache["post", layer][0, last])
+    return torch.stack(keys).mean(0)
+
+
 def key_second_moment(acts: Tensor) -> Tensor:
     """The uncentred second moment of the keys, E[k kᵀ].
 

@@ -121,6 +121,19 @@ def test_causal_trace_matches_the_batched_toolkit_and_restoring_the_end_gives_th
     assert float(resid[-1, -1]) == pytest.approx(batched["clean"], abs=1e-5)     # the last state is the output
 
 
+@pytest.mark.usefixtures("grad_off")
+def test_subject_key_is_the_gelu_of_the_mlp_input_at_the_subject(m):
+    country = facts.countries()[9]
+    texts = [f"{pre} The capital of {country.name} is".strip() for pre in ("", "Anna likes the park.", "So")]
+    want = []
+    for text in texts:
+        last = [i for i, t in enumerate(m.to_str_tokens(text)) if t.strip() and t.strip() in country.name][-1]
+        _, cache = m.run_with_cache(text, names_filter="blocks.0.mlp.hook_pre")
+        want.append(gelu_new(cache["pre", 0][0, last]))
+    torch.testing.assert_close(ref.subject_key(m, 0, texts, country.name), torch.stack(want).mean(0),
+                               atol=1e-5, rtol=1e-4)
+
+
 def test_key_second_moment_is_the_mean_outer_product():
     g = torch.Generator().manual_seed(0)
     keys = torch.randn(4, 5, 3, generator=g)

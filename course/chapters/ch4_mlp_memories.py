@@ -425,8 +425,42 @@ TraceExplorer(model, traced[1].text, traced[1].country)
 #
 # $C$ comes from the activations you collected; $k_*$ is the key at the subject's last
 # token, averaged over a few prefixes; $v_*$ is found by a few steps of gradient descent
-# on a vector added to the MLP's output there, until the new answer wins. Write the two
-# pieces of linear algebra.
+# on a vector added to the MLP's output there, until the new answer wins
+# (`course.editing.optimize_value`). Write the key and the two pieces of linear algebra.
+#
+# The key first. The MLP sees the subject's last token after everything before it, so the
+# key depends a little on the text in front of the sentence; averaging it over a few
+# prefixes gives a key that works whatever comes before.
+# `course.tracing.subject_span(model, text, subject)` gives the subject's token positions.
+
+# %% tags=["exercise"]
+def subject_key(model, layer: int, texts: list[str], subject: str) -> Tensor:
+    """The MLP key of ``subject``: layer ``layer``'s post-GELU activation at the subject's last
+    token, averaged over ``texts`` (the same sentence after different prefixes).
+
+    Returns [d_mlp].
+    """
+    # Hint: subject_span(model, text, subject) is (start, end): the last subject token is at end - 1.
+    ### BEGIN SOLUTION
+    from course.tracing import subject_span
+
+    keys = []
+    for text in texts:
+        last = subject_span(model, text, subject)[1] - 1
+        _, cache = model.run_with_cache(text, names_filter=f"blocks.{layer}.mlp.hook_post")
+        keys.append(cache["post", layer][0, last])
+    return torch.stack(keys).mean(0)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+check.subject_key(subject_key)
+
+# %% tags=["tests"] points=1
+check.subject_key(subject_key, quiet=True).require()
+### BEGIN HIDDEN TESTS
+check.subject_key(subject_key, hidden=True, quiet=True).require()
+### END HIDDEN TESTS
 
 # %% tags=["exercise"]
 def key_second_moment(acts: Tensor) -> Tensor:

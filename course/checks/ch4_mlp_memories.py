@@ -87,6 +87,17 @@ def _trace_cases(model, hidden):
     return out
 
 
+def _key_cases(model, hidden):
+    from course.editing import prefixes
+
+    out = []
+    for i, p in enumerate(_fact_prompts(hidden)):
+        texts = [f"{pre} {p.text}".strip() for pre in prefixes(model, 3 + i, seed=20 + hidden)]
+        out.append(Case(f"{p.text!r} after {len(texts)} prefixes, layer {i % model.cfg.n_layers}",
+                        (model, i % model.cfg.n_layers, texts, p.country)))
+    return out
+
+
 def _moment_cases(model, hidden):
     tokens, acts = _stream(model, hidden)
     g = torch.Generator().manual_seed(5 if hidden else 4)
@@ -157,6 +168,11 @@ def _trace_noise_everywhere(model, tokens, subject, answer, noise, kind="resid",
     return out
 
 
+def _key_at_last_token(model, layer, texts, subject):
+    return torch.stack([model.run_with_cache(t, names_filter=f"blocks.{layer}.mlp.hook_post")[1]["post", layer][0, -1]
+                        for t in texts]).mean(0)
+
+
 def _moment_centred(acts):
     flat = acts.reshape(-1, acts.shape[-1])
     flat = flat - flat.mean(0)
@@ -184,6 +200,8 @@ EXERCISES = {ex.name: ex for ex in [
                                      "the last position).")]),
     Exercise(CHAPTER, "causal_trace", _trace_cases, atol=1e-4, rtol=1e-3, causes=[
         (_trace_noise_everywhere, "noise went onto every position; only the subject's tokens are corrupted.")]),
+    Exercise(CHAPTER, "subject_key", _key_cases, atol=1e-4, rtol=1e-4, causes=[
+        (_key_at_last_token, "that is the key at the sentence's last token; ROME's key is at the subject's last token.")]),
     Exercise(CHAPTER, "key_second_moment", _moment_cases, atol=1e-4, rtol=1e-4, causes=[
         (_moment_centred, "you centred the keys (a covariance); ROME uses the uncentred second moment E[k kᵀ].")]),
     Exercise(CHAPTER, "rank_one_update", _update_cases, atol=1e-4, rtol=1e-3, causes=[
