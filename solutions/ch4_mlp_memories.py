@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from course.tracing import subject_span
+
 
 def neuron_activations(model, tokens: Tensor, layer: int, batch_size: int = 16) -> Tensor:
     """Post-GELU activations of every neuron of ``layer`` on every token.
@@ -118,8 +120,6 @@ def subject_key(model, layer: int, texts: list[str], subject: str) -> Tensor:
     Returns [d_mlp].
     """
     # Hint: subject_span(model, text, subject) is (start, end): the last subject token is at end - 1.
-    from course.tracing import subject_span
-
     keys = []
     for text in texts:
         last = subject_span(model, text, subject)[1] - 1

@@ -36,6 +36,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from course.tracing import subject_span
+
 # %% tags=["setup"]
 import time
 
@@ -431,7 +433,7 @@ TraceExplorer(model, traced[1].text, traced[1].country)
 # The key first. The MLP sees the subject's last token after everything before it, so the
 # key depends a little on the text in front of the sentence; averaging it over a few
 # prefixes gives a key that works whatever comes before.
-# `course.tracing.subject_span(model, text, subject)` gives the subject's token positions.
+# `subject_span(model, text, subject)` (from `course.tracing`) gives the subject's token positions.
 
 # %% tags=["exercise"]
 def subject_key(model, layer: int, texts: list[str], subject: str) -> Tensor:
@@ -442,8 +444,6 @@ def subject_key(model, layer: int, texts: list[str], subject: str) -> Tensor:
     """
     # Hint: subject_span(model, text, subject) is (start, end): the last subject token is at end - 1.
     ### BEGIN SOLUTION
-    from course.tracing import subject_span
-
     keys = []
     for text in texts:
         last = subject_span(model, text, subject)[1] - 1

@@ -88,11 +88,11 @@ def _trace_cases(model, hidden):
 
 
 def _key_cases(model, hidden):
-    from course.editing import prefixes
+    from course.editing.rome import prefixes, with_prefix
 
     out = []
     for i, p in enumerate(_fact_prompts(hidden)):
-        texts = [f"{pre} {p.text}".strip() for pre in prefixes(model, 3 + i, seed=20 + hidden)]
+        texts = [with_prefix(pre, p.text) for pre in prefixes(model, 3 + i, seed=20 + hidden)]
         out.append(Case(f"{p.text!r} after {len(texts)} prefixes, layer {i % model.cfg.n_layers}",
                         (model, i % model.cfg.n_layers, texts, p.country)))
     return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from course.data import facts
-from course.editing.rome import EditRequest, _with_prefix, prefixes
+from course.editing.rome import EditRequest, prefixes, with_prefix
 
 
 def request_for(country: facts.Country, relation: str, new_answer: str) -> EditRequest:
@@ -43,7 +43,7 @@ def edit_prompts(model, request: EditRequest, n_other: int = 20, seed: int = 1) 
     random.Random(seed).shuffle(others)
     spec = [facts.fact_prompt(c, request.relation, 0) for c in others[:n_other]]
     same = [facts.fact_prompt(country, r, 0) for r in facts.RELATIONS if r != request.relation]
-    return EditPrompts([_with_prefix(p, request.prompt) for p in unseen], generalization,
+    return EditPrompts([with_prefix(p, request.prompt) for p in unseen], generalization,
                        [(p.text, p.answer) for p in spec], [(p.text, p.answer) for p in same])
 
 

@@ -25,7 +25,7 @@ def prefixes(model, n: int = 10, seed: int = 0) -> list[str]:
     return [""] + [plain_sentence(rng, names) for _ in range(n - 1)]
 
 
-def _with_prefix(prefix: str, text: str) -> str:
+def with_prefix(prefix: str, text: str) -> str:
     return f"{prefix} {text}" if prefix else text
 
 
@@ -126,7 +126,7 @@ class Edit:
 def rome_edit(model, layer: int, request: EditRequest, C: Tensor, n_prefixes: int = 10, steps: int = 150,
               seed: int = 0) -> Edit:
     """The whole edit: key averaged over prefixes, value by optimization, closed-form update (not applied)."""
-    texts = [_with_prefix(p, request.prompt) for p in prefixes(model, n_prefixes, seed)]
+    texts = [with_prefix(p, request.prompt) for p in prefixes(model, n_prefixes, seed)]
     positions = [subject_span(model, t, request.country)[1] - 1 for t in texts]
     k = mlp_keys(model, layer, texts, positions).mean(0)
     delta = optimize_value(model, layer, request, texts, steps=steps, seed=seed)
