@@ -34,7 +34,7 @@
 # %% tags=["module"]
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm   # a text progress bar
 
 from course.tracing import subject_span
 

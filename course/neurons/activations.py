@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm   # a text bar: no widget left behind in saved notebooks or the book
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm   # a text bar: no widget left behind in saved notebooks or the book
 
 from course.data import facts
 

@@ -101,4 +101,4 @@ class FactEditor(widgets.VBox):
         if self.edit is not None:
             self.edit.undo(self.model)
             self.edit = None
-            self.status.value = "undone: the model is as it was trained"
+            self.status.value = "undone: the model is as it was trained (the table shows the edit you undid)"
