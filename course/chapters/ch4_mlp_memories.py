@@ -518,7 +518,9 @@ check.rank_one_update(rank_one_update, hidden=True, quiet=True).require()
 # - and the same country's other relations, which should not move either.
 #
 # The comparison is fine-tuning the same weights, `W_out[layer]`, on the one sentence
-# until the new answer wins there. Each edit is undone before the next.
+# until the new answer's probability there passes 0.9. Each edit is undone before the
+# next. Where tracing found the MLPs at the subject's last token to matter little, an
+# edit there can still work, but only through what later layers read from that position.
 
 # %%
 from course.editing import key_second_moment as moment  # noqa: E402
@@ -526,8 +528,9 @@ from course.findings_ch4 import edit_comparison  # noqa: E402
 
 edit_layer = where["mlp_layer_at_subject"]
 C = moment(acts[edit_layer]).to(model.device)
-comparison = edit_comparison(model, edit_layer, C, n_edits=5)
-print(f"edits at the MLP of layer {edit_layer}, the subject's last token; means over 5 edits")
+n_edits = 5
+comparison = edit_comparison(model, edit_layer, C, n_edits=n_edits)
+print(f"edits at the MLP of layer {edit_layer}, the subject's last token; means over {n_edits} edits")
 print(f"{'':12s}" + "".join(f"{k:>16s}" for k in comparison["rome"]))
 for method, scores in comparison.items():
     print(f"{method:12s}" + "".join(f"{v:16.2f}" for v in scores.values()))
@@ -548,9 +551,9 @@ editor
 #   (a row of $W_{out}$, read through the unembedding as the tokens it promotes).
 # - Keys and values agree more often than chance: a neuron tends to promote what follows
 #   the contexts it fires on. Section 4 printed how this varies by layer in this model.
-# - A fact's answer is written by many neurons, and causal tracing shows where the fact
-#   is needed: section 6 printed where on this model, and how it compares with ROME's
-#   finding in GPT-2 XL.
+# - Neuron-level attribution says which neurons write a fact's answer (section 5 printed
+#   how concentrated that is); causal tracing says where the fact is needed (section 6
+#   printed where on this model, and how it compares with ROME's finding in GPT-2 XL).
 # - A rank-one edit rewrites one fact; the closing note below quotes its efficacy,
 #   generalization and specificity against fine-tuning.
 
