@@ -180,6 +180,23 @@ def test_text_stream_is_fixed_by_its_seed_and_labels_every_token(m):
     assert int(a.kinds.max()) < len(a.kind_names)
 
 
+def test_stream_kinds_name_the_documents_they_label(m):
+    import random
+
+    from course.data.corpus import text_document
+    from course.models.tokenizer import single_token_names
+    from course.neurons.stream import next_document_kind
+
+    rng, names = random.Random(0), single_token_names(m.tokenizer)
+    countries = [c.name for c in facts.countries()]
+    for _ in range(200):
+        kind = next_document_kind(rng)
+        text = text_document(rng, names)
+        assert (kind == "addition") == text.startswith("calc:"), (kind, text)
+        if kind == "facts":
+            assert any(c in text for c in countries), text
+
+
 def test_subject_span_and_position_roles(m):
     text = "In Brebeovia, the government sits in"
     start, end = subject_span(m, text, "Brebeovia")

@@ -46,14 +46,8 @@ def ioi_training_sentence(rng: random.Random, names: tuple[str, ...]) -> str:
             return p.text + p.answer + "."
 
 
-def document_kind(rng: random.Random) -> str:
-    """One of ``TEXT_MIX``'s kinds, drawn with its share."""
-    return rng.choices(list(TEXT_MIX), weights=list(TEXT_MIX.values()))[0]
-
-
-def text_document(rng: random.Random, names: tuple[str, ...], kind: str | None = None) -> str:
-    """One text document of ``kind`` (drawn with :func:`document_kind` when not given)."""
-    kind = kind or document_kind(rng)
+def text_document(rng: random.Random, names: tuple[str, ...]) -> str:
+    kind = rng.choices(list(TEXT_MIX), weights=list(TEXT_MIX.values()))[0]
     if kind == "ioi":
         return ioi_training_sentence(rng, names)
     if kind == "likes":
