@@ -15,6 +15,7 @@ from course.findings import low_rank_savings, positional_offset_peaks, previous_
 from course.heads import detector_scores
 from course.widgets import AttentionExplorer, CircuitViewer, attention_view, circuit_matrix
 from solutions import ch2_qk_ov_circuits as ref
+from tests.check_contract import contract_tests
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")   # these tests only read the model
@@ -130,33 +131,8 @@ def test_factored_matrix_agrees_with_the_full_matrix():
 
 # -- checks ---------------------------------------------------------------------------------------
 
-EXERCISES = list(check.EXERCISES)
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_reference_passes_stub_does_not(name):
-    assert getattr(check, name)(getattr(ref, name), quiet=True).passed
-    assert getattr(check, name)(getattr(ref, name), hidden=True, quiet=True).passed
-
-    def stub(*a, **k):
-        raise NotImplementedError
-    assert getattr(check, name)(stub, quiet=True).status == "not implemented"
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_a_wrong_answer_fails(name):
-    def wrong(*args, **kwargs):
-        out = getattr(ref, name)(*args, **kwargs)
-        return out * 1.5 + 0.5
-    result = getattr(check, name)(wrong, quiet=True)
-    assert result.status == "fail" and result.message.startswith(f"✗ {name}")
-
-
-@pytest.mark.parametrize("name, index", [(n, i) for n, ex in check.EXERCISES.items() for i in range(len(ex.causes))])
-def test_known_mistakes_are_diagnosed(name, index):
-    wrong, words = check.EXERCISES[name].causes[index]
-    result = getattr(check, name)(wrong, quiet=True)
-    assert result.status == "fail" and f"Likely cause: {words}" in result.message
+test_reference_passes_stub_does_not, test_a_wrong_answer_fails, test_known_mistakes_are_diagnosed = \
+    contract_tests(check, ref)
 
 
 # -- widgets ----------------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""ROME's closed-form edit: ``W' = W + (C⁻¹k)ᵀ (v - kW) / (k C⁻¹ kᵀ)`` on the MLP's output weights.
+
+Row-vector convention as the lens: the MLP writes ``post @ W_out[layer]``, so a key ``k``
+is a ``[d_mlp]`` activation after the GELU and a value ``v`` a ``[d_model]`` output.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from course.data.corpus import plain_sentence
+from course.models.tokenizer import single_token_names
+from course.tracing.facts import subject_span
+
+
+def prefixes(model, n: int = 10, seed: int = 0) -> list[str]:
+    """Short corpus sentences to put before a prompt, so a key or value does not depend on
+    the prompt starting the text (ROME averages over such prefixes); the first is empty."""
+    rng = random.Random(seed)
+    names = single_token_names(model.tokenizer)
+    return [""] + [plain_sentence(rng, names) for _ in range(n - 1)]
+
+
+def with_prefix(prefix: str, text: str) -> str:
+    return f"{prefix} {text}" if prefix else text
+
+
+@torch.no_grad()
+def mlp_keys(model, layer: int, texts: list[str], positions: list[int]) -> Tensor:
+    """``[len(texts), d_mlp]``: ``blocks.{layer}.mlp.hook_post`` of each text at its position."""
+    out = []
+    for text, pos in zip(texts, positions):
+        _, cache = model.run_with_cache(text, names_filter=f"blocks.{layer}.mlp.hook_post")
+        out.append(cache["post", layer][0, pos])
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def key_second_moment(acts: Tensor) -> Tensor:
+    """``acts [..., d_mlp]`` -> ``E[k kᵀ]`` ``[d_mlp, d_mlp]`` (uncentred, as ROME)."""
+    flat = acts.reshape(-1, acts.shape[-1]).double()
+    return (flat.T @ flat / flat.shape[0]).float()
+
+
+def closed_form_update(W: Tensor, C: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """The rank-one change ``ΔW [d_mlp, d_model]`` with ``k (W + ΔW) = v`` that disturbs the
+    other keys least (in the metric of their second moment ``C``)."""
+    direction = torch.linalg.solve(C.double(), k.double())                    # C⁻¹k
+    residual = v.double() - k.double() @ W.double()
+    return (torch.outer(direction, residual) / (direction @ k.double())).to(W.dtype)
+
+
+@dataclass
+class EditRequest:
+    country: str
+    relation: str
+    new_answer: str        # with its leading space
+    prompt: str            # the sentence the edit is written from, ending before the answer
+
+
+def optimize_value(model, layer: int, request: EditRequest, texts: list[str], steps: int = 150, lr: float = 0.5,
+                   weight_decay: float = 1e-3, seed: int = 0) -> Tensor:
+    """δ ``[d_model]`` that, added to layer ``layer``'s MLP output at the subject's last token of
+    each text, makes ``request.new_answer`` the next token (a few Adam steps, as ROME)."""
+    torch.manual_seed(seed)
+    target = model.to_single_token(request.new_answer)
+    spans = [subject_span(model, t, request.country) for t in texts]
+    tokens = model.to_tokens(texts)
+    rows = torch.arange(len(texts), device=tokens.device)
+    at = torch.tensor([end - 1 for _, end in spans], device=tokens.device)
+    last = torch.tensor([len(model.to_str_tokens(t)) - 1 for t in texts], device=tokens.device)
+    delta = torch.zeros(model.cfg.d_model, device=model.device, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=lr)
+
+    def add(x, hook):
+        x = x.clone()
+        x[rows, at] = x[rows, at] + delta
+        return x
+
+    for p in model.hf.parameters():
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            for _ in range(steps):
+                logits = model.run_with_hooks(tokens, [(f"blocks.{layer}.hook_mlp_out", add)])
+                loss = -logits[rows, last].log_softmax(-1)[:, target].mean() + weight_decay * delta.norm() ** 2
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        for p in model.hf.parameters():
+            p.requires_grad_(True)
+    return delta.detach()
+
+
+@dataclass
+class Edit:
+    """A change to ``model.W_out[layer]``; :meth:`apply` and :meth:`undo` (exact: the original is kept)."""
+
+    layer: int
+    delta_W: Tensor
+    _original: Tensor | None = None
+
+    @torch.no_grad()
+    def apply(self, model) -> "Edit":
+        if self._original is None:
+            self._original = model.W_out[self.layer].clone()
+            model.W_out[self.layer] += self.delta_W
+        return self
+
+    @torch.no_grad()
+    def undo(self, model) -> None:
+        if self._original is not None:
+            model.W_out[self.layer].copy_(self._original)
+            self._original = None
+
+    @property
+    def applied(self) -> bool:
+        return self._original is not None
+
+
+def rome_edit(model, layer: int, request: EditRequest, C: Tensor, n_prefixes: int = 10, steps: int = 150,
+              seed: int = 0) -> Edit:
+    """The whole edit: key averaged over prefixes, value by optimization, closed-form update (not applied)."""
+    texts = [with_prefix(p, request.prompt) for p in prefixes(model, n_prefixes, seed)]
+    positions = [subject_span(model, t, request.country)[1] - 1 for t in texts]
+    k = mlp_keys(model, layer, texts, positions).mean(0)
+    delta = optimize_value(model, layer, request, texts, steps=steps, seed=seed)
+    with torch.no_grad():
+        v = k @ model.W_out[layer] + delta
+        return Edit(layer, closed_form_update(model.W_out[layer], C, k, v))

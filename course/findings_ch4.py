@@ -1,0 +1,106 @@
+"""What chapter 4 states about the course model, computed from the model itself.
+
+Each function returns the numbers the chapter prints and the tests assert; none is typed in.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from course.data import facts
+from course.editing import edit_prompts, edit_scores, finetune_edit, request_for, right_before, rome_edit
+from course.neurons import agreement_by_layer, describe_neuron
+from course.tracing import BUCKETS
+
+
+def clearest_neurons(model, stream, acts, per_layer: int = 2, k: int = 20) -> list:
+    """Per layer, the ``per_layer`` neurons whose top ``k`` contexts share one token and one kind
+    of document the most (ranked by the product of the two shares): the easiest to describe."""
+    out = []
+    for layer in range(acts.shape[0]):
+        ds = [describe_neuron(model, stream, acts[layer], layer, n, k) for n in range(acts.shape[-1])]
+        ds.sort(key=lambda d: (-d.token_share * d.kind_share, d.neuron))
+        out += ds[:per_layer]
+    return out
+
+
+def key_value_agreement_summary(model, acts, tokens, k_contexts: int = 10, k_tokens: int = 10) -> dict:
+    """Agreement per layer against chance, and whether the last layer agrees more than the first."""
+    a = agreement_by_layer(model, acts, tokens, k_contexts, k_tokens)
+    return {**a, "above_chance": [x > b for x, b in zip(a["agreement"], a["baseline"])],
+            "upper_agrees_more": a["agreement"][-1] > a["agreement"][0],
+            "best_layer": max(range(len(a["agreement"])), key=a["agreement"].__getitem__)}
+
+
+@torch.no_grad()
+def neuron_attribution_summary(model, traced_facts, top: int = 10) -> dict:
+    """Direct logit attribution of every neuron to each fact's answer (last position, final layer
+    norm frozen): how much of the neurons' total positive attribution the ``top`` largest carry,
+    and which layer's neurons write most of it."""
+    shares, by_layer = [], torch.zeros(model.cfg.n_layers)
+    names = [f"blocks.{l}.mlp.hook_post" for l in range(model.cfg.n_layers)] + ["ln_final.hook_scale"]
+    for f in traced_facts:
+        _, cache = model.run_with_cache(f.tokens, names_filter=names)
+        post = torch.stack([cache["post", l][0, -1] for l in range(model.cfg.n_layers)])      # [layer, d_mlp]
+        direction = model.W_U[:, f.answer] * model.ln_final_w                                  # [d_model]
+        centred = direction - direction.mean()        # centring a write = centring the direction
+        attr = post * (model.W_out @ centred) / cache["ln_final.hook_scale"][0, -1]           # [layer, d_mlp]
+        positive = attr.clamp(min=0)
+        shares.append(float(positive.flatten().topk(top).values.sum() / positive.sum()))
+        by_layer += positive.sum(-1).cpu() / positive.sum().cpu()
+    by_layer /= len(traced_facts)
+    return {"top_share": sum(shares) / len(shares), "top": top, "by_layer": by_layer.tolist(),
+            "main_layer": int(by_layer.argmax()), "d_mlp": model.cfg.d_mlp}
+
+
+def recall_location(average) -> dict:
+    """Where the averaged causal traces peak (``average``: a :class:`course.tracing.TraceAverage`).
+
+    ``mlp_layer_at_subject``: the MLP whose restoring at the subject's last token brings back the
+    most; ``mlp_peak``: (layer, bucket) of the largest MLP effect anywhere; ``attn_layer_at_end``:
+    the attention layer that, restored at the last token, brings back the most.
+    """
+    mlp, attn, resid = (average.recovered[k] for k in ("mlp", "attn", "resid"))
+    subj, end = BUCKETS.index("subject, last"), BUCKETS.index("last token")
+    layer, bucket = divmod(int(mlp.argmax()), mlp.shape[1])
+    return {"mlp_layer_at_subject": int(mlp[:, subj].argmax()), "mlp_at_subject": float(mlp[:, subj].max()),
+            "mlp_peak": (layer, BUCKETS[bucket]), "mlp_peak_value": float(mlp.max()),
+            "attn_layer_at_end": int(attn[:, end].argmax()), "attn_at_end": float(attn[:, end].max()),
+            "resid_at_subject": [float(x) for x in resid[:, subj]], "resid_at_end": [float(x) for x in resid[:, end]],
+            "recalled_at_subject": BUCKETS[bucket] == "subject, last",
+            # Restoring attention at the end brings most of the answer back: attention carries the subject there.
+            "moved_by_attention": float(attn[:, end].max()) > 0.5}
+
+
+def edit_requests(model, n: int = 5, relation: str = "capital", seed: int = 0) -> list:
+    """``n`` edits: a country gets another country's (single-token) answer."""
+    rng = random.Random(seed)
+    cs = list(facts.countries())
+    out = []
+    while len(out) < n:
+        a, b = rng.sample(cs, 2)
+        new = " " + b.answer(relation)
+        if len(model.tokenizer(new, add_special_tokens=False)["input_ids"]) == 1 and new != " " + a.answer(relation):
+            out.append(request_for(a, relation, new))
+    return out
+
+
+def edit_comparison(model, layer: int, C, n_edits: int = 5, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Mean efficacy, generalization, specificity and same-subject scores of ROME and of
+    fine-tuning the same weights, over ``n_edits`` edits (each undone before the next)."""
+    totals = {"rome": {}, "fine-tuning": {}}
+    for request in edit_requests(model, n_edits, seed=seed):
+        prompts = edit_prompts(model, request)
+        before = right_before(model, prompts)
+        for name, make in (("rome", lambda: rome_edit(model, layer, request, C)),
+                           ("fine-tuning", lambda: finetune_edit(model, layer, request))):
+            edit = make().apply(model)
+            try:
+                scores = edit_scores(model, request, prompts, before)
+            finally:
+                edit.undo(model)
+            for k, v in scores.items():
+                totals[name][k] = totals[name].get(k, 0.0) + v / n_edits
+    return totals
