@@ -323,8 +323,9 @@ CircuitViewer(model, " Mary John Anna Tom gave the a to", layer=1, head=0, kind=
 # ## 5. Low rank
 #
 # $W_Q W_K^\top$ and $W_V W_O$ are $d_{model} \times d_{model}$, but each is a product through
-# $d_{head} = 32$ dimensions, so its rank is at most 32. Through the embeddings the OV
-# circuit is a $2048 \times 2048$ table of rank at most 32. Nothing about it needs the big
+# $d_{head}$ dimensions (`model.cfg.d_head`), so its rank is at most $d_{head}$. Through the
+# embeddings the OV circuit is a $d_{vocab} \times d_{vocab}$ table of rank at most $d_{head}$
+# (the cell below prints both sizes for the model in front of you). Nothing about it needs the big
 # table: for $M = AB$ with $A$ of shape $n \times k$ and $B$ of shape $k \times n$, the
 # non-zero eigenvalues of $AB$ are exactly the eigenvalues of the small $k \times k$
 # matrix $BA$. The toolkit's `course.factored.FactoredMatrix` keeps such products
@@ -369,6 +370,8 @@ check.ov_eigenvalues(ov_eigenvalues, hidden=True, quiet=True).require()
 # %%
 from course.findings import low_rank_savings  # noqa: E402
 
+print(f"d_head = {model.cfg.d_head}, d_vocab = {model.cfg.d_vocab}: the OV circuit through the embeddings is "
+      f"{model.cfg.d_vocab}x{model.cfg.d_vocab} with rank at most {model.cfg.d_head}")
 saving = low_rank_savings(model, layer=1, head=0, n_tokens=384, repeats=2)
 print(f"full {saving['n_tokens']}x{saving['n_tokens']} table: {saving['full_seconds'] * 1e3:.1f} ms, "
       f"{saving['full_bytes'] / 2**20:.1f} MiB")
