@@ -64,7 +64,8 @@ def patching_map(model, data, group: int = 0, metric: str = METRICS[0], what: st
         values = patch_sweep(model, abc, cache, fn, what, progress=progress)
     else:
         with torch.enable_grad():
-            values = attribution_sweep(model, abc, cache, fn, what) + float(fn(model(abc)))
+            values = attribution_sweep(model, abc, cache, fn, what)
+        values = values + float(fn(model(abc)))
     tokens = model.to_str_tokens(clean[0])
     cols = [f"H{h}" for h in range(model.cfg.n_heads)] if what == "heads" else [repr(t) for t in tokens]
     return PatchingMap(what, metric, method, values.tolist(), [f"L{l}" for l in range(model.cfg.n_layers)], cols,
