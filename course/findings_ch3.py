@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from course.heads import detector_scores
+from course.circuits import composition_scores
+from course.heads import detector_scores, induction_scores
 
 INDUCTION_THRESHOLD = 0.4      # a head with an induction (or previous-token) score at least this is named one
 FORMED_THRESHOLD = 0.4         # the training step where the best induction score first reaches this
@@ -36,9 +37,11 @@ def _heads_at_least(scores, threshold) -> list[str]:
 
 
 @torch.no_grad()
-def induction_summary(model, induction, cache, seq_len: int) -> dict:
-    """The induction heads (score ≥ 0.4) and the previous-token heads (chapter 2's detector on
-    the first half, where nothing repeats yet)."""
+def induction_summary(model, cache, seq_len: int) -> dict:
+    """Every head's induction score (``course.heads.induction_scores``), the induction heads (score
+    ≥ 0.4) and the previous-token heads (chapter 2's detector on the first half, where nothing
+    repeats yet). ``cache``: the patterns of a sequence repeated after BOS."""
+    induction = torch.stack([induction_scores(cache["pattern", l], seq_len) for l in range(model.cfg.n_layers)])
     previous = torch.stack([detector_scores(cache["pattern", l][:, :, :seq_len + 1, :seq_len + 1])[0]
                             for l in range(model.cfg.n_layers)]).cpu()
     induction = induction.cpu()
@@ -55,7 +58,7 @@ def _parse(name: str) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def composition_summary(model, composition_scores, ind: dict, n_random: int = 100, seed: int = 0) -> dict:
+def composition_summary(model, ind: dict, n_random: int = 100, seed: int = 0) -> dict:
     """Q-, K- and V-composition of every head with every head (``[L*H, L*H]``, 0 where the
     first is not in an earlier layer), a random baseline, and each previous-token → induction
     pair's scores with their rank among all pairs of heads in different layers."""
@@ -91,12 +94,31 @@ def composition_summary(model, composition_scores, ind: dict, n_random: int = 10
 
 
 @torch.no_grad()
-def ablation_summary(model, tokens, seq_len: int, ind: dict, zero, mean, top: int = 4) -> dict:
-    """Clean repeated-half loss, the heads whose ablation raises it most, and whether the
-    induction and previous-token heads are among them."""
+def head_ablation_losses(model, tokens, seq_len: int, mean_z: list | None = None) -> torch.Tensor:
+    """``[layer, head]`` loss on the repeat (predictions at seq_len + 1 … 2 seq_len − 1) with each
+    head's z replaced by zeros or by ``mean_z[layer]`` ``[pos, head, d_head]``, through
+    :func:`course.patching.patch_heads`."""
+    from course.patching import patch_heads
+
+    batch, n_pos = tokens.shape
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        source = (torch.zeros(batch, n_pos, model.cfg.n_heads, model.cfg.d_head, device=tokens.device)
+                  if mean_z is None else mean_z[layer].expand(batch, -1, -1, -1))
+        for head in range(model.cfg.n_heads):
+            logits = patch_heads(model, tokens, [(layer, head)], {layer: source})[:, seq_len + 1:-1]
+            out[layer, head] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, seq_len + 2:].flatten())
+    return out
+
+
+@torch.no_grad()
+def ablation_summary(model, tokens, seq_len: int, ind: dict, mean_z: list, top: int = 4) -> dict:
+    """Repeated-half loss clean and with each head zero- and mean-ablated, the heads whose
+    ablation raises it most, and whether the induction and previous-token heads are among them."""
     logprobs = model(tokens).log_softmax(-1)[:, seq_len + 1:-1]
     clean = float(-logprobs.gather(-1, tokens[:, seq_len + 2:, None]).mean())
-    out = {"clean": clean, "zero": zero.cpu(), "mean": mean.cpu()}
+    out = {"clean": clean, "zero": head_ablation_losses(model, tokens, seq_len),
+           "mean": head_ablation_losses(model, tokens, seq_len, mean_z)}
     circuit = set(ind["induction_heads"]) | set(ind["previous_heads"])
     matters = True
     for kind in ("zero", "mean"):

@@ -9,6 +9,7 @@ import torch
 from course.checks import ch3_induction_ioi as check
 from course.data.ioi_dataset import ioi_dataset
 from course.data.repeats import repeated_batch
+from course.circuits import composition_scores
 from course.findings_ch3 import (ablation_summary, attribution_agreement, circuit_comparison, composition_summary,
                                  draw_circuit, induction_formation, induction_summary, path_patching_sweep,
                                  patching_speedup, patching_summary, repeat_losses, subset)
@@ -89,6 +90,7 @@ def test_composition_scores_match_single_pairs():
         for j in range(2):
             want = torch.linalg.norm(A[i] @ B[j]) / (torch.linalg.norm(A[i]) * torch.linalg.norm(B[j]))
             assert float(got[i, j]) == pytest.approx(float(want), rel=1e-5)
+    torch.testing.assert_close(composition_scores(A, B), got, atol=1e-5, rtol=1e-4)     # the toolkit's formula
     # an orthogonal W_B keeps the norm: the score is 1 / ||W_B|| = 1 / sqrt(d)
     q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g))
     assert float(ref.composition_scores(A[:1], q[None])) == pytest.approx(5 ** -0.5, rel=1e-5)
@@ -275,9 +277,10 @@ def test_finding_the_loss_drops_on_the_repeat_and_induction_heads_compose_with_p
     losses = repeat_losses(m, rep, SEQ_LEN)
     assert losses["second"] < 0.5 * losses["first"]
     _, cache = m.run_with_cache(rep, names_filter=lambda n: n.endswith("hook_pattern"))
-    ind = induction_summary(m, ref.induction_scores(cache, m.cfg.n_layers, SEQ_LEN), cache, SEQ_LEN)
+    ind = induction_summary(m, cache, SEQ_LEN)
+    torch.testing.assert_close(ind["induction"], ref.induction_scores(cache, m.cfg.n_layers, SEQ_LEN))
     assert ind["induction_heads"] and ind["previous_heads"]
-    comp = composition_summary(m, ref.composition_scores, ind)
+    comp = composition_summary(m, ind)
     assert comp["k_stands_out"]                      # the chapter prints this, and the text says so
     assert 0 < comp["baseline"] < 0.5
 
@@ -285,11 +288,12 @@ def test_finding_the_loss_drops_on_the_repeat_and_induction_heads_compose_with_p
 @pytest.mark.usefixtures("grad_off")
 def test_finding_ablating_the_induction_circuit_hurts_the_repeat(m, rep):
     _, cache = m.run_with_cache(rep, names_filter=lambda n: n.endswith(("hook_pattern", "hook_z")))
-    ind = induction_summary(m, ref.induction_scores(cache, m.cfg.n_layers, SEQ_LEN), cache, SEQ_LEN)
+    ind = induction_summary(m, cache, SEQ_LEN)
     few = rep[:8]
     means = [cache["z", l].mean(0) for l in range(m.cfg.n_layers)]
-    abl = ablation_summary(m, few, SEQ_LEN, ind, ref.ablation_losses(m, few, SEQ_LEN),
-                           ref.ablation_losses(m, few, SEQ_LEN, means))
+    abl = ablation_summary(m, few, SEQ_LEN, ind, means)
+    torch.testing.assert_close(abl["zero"], ref.ablation_losses(m, few, SEQ_LEN), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(abl["mean"], ref.ablation_losses(m, few, SEQ_LEN, means), atol=1e-4, rtol=1e-4)
     assert abl["circuit_matters"]
     assert all(d > 0 for _, d in abl["zero_top"])
 

@@ -128,14 +128,16 @@ check.induction_scores(induction_scores, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The induction heads, and the previous-token heads (chapter 2's detector, here on the
-# first half of the repeated tokens, where nothing can be copied yet):
+# The toolkit's `course.heads.induction_scores` computes the same from one layer's pattern; the
+# rest of the chapter uses the toolkit, so it runs whatever your functions do. The induction
+# heads, and the previous-token heads (chapter 2's detector, here on the first half of the
+# repeated tokens, where nothing can be copied yet):
 
 # %%
 from course.findings_ch3 import induction_summary  # noqa: E402
 
-_, rep_cache = model.run_with_cache(rep_tokens, names_filter=lambda n: n.endswith("hook_pattern"))
-ind = induction_summary(model, induction_scores(rep_cache, model.cfg.n_layers, seq_len), rep_cache, seq_len)
+_, rep_cache = model.run_with_cache(rep_tokens, names_filter=lambda n: n.endswith(("hook_pattern", "hook_z")))
+ind = induction_summary(model, rep_cache, seq_len)
 plt.figure(figsize=(5, 2.6))
 plt.imshow(ind["induction"], cmap="Blues", vmin=0, vmax=1); plt.colorbar()
 plt.xlabel("head"); plt.ylabel("layer"); plt.title("induction scores")
@@ -177,12 +179,13 @@ check.composition_scores(composition_scores, hidden=True, quiet=True).require()
 
 # %% [markdown]
 # Every earlier head against every later head, for the three kinds, next to a baseline: the
-# mean score of random matrices of the same shapes and rank ($d_{head}$).
+# mean score of random matrices of the same shapes and rank ($d_{head}$). (The toolkit's
+# `course.circuits.composition_scores` computes the scores without forming the products.)
 
 # %%
 from course.findings_ch3 import composition_summary  # noqa: E402
 
-comp = composition_summary(model, composition_scores, ind)
+comp = composition_summary(model, ind)
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
 for ax, kind in zip(axes, ("Q", "K", "V")):
     im = ax.imshow(comp["scores"][kind], cmap="Reds", vmin=0)
@@ -239,14 +242,15 @@ check.ablation_losses(ablation_losses, quiet=True).require()
 check.ablation_losses(ablation_losses, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
+# %% [markdown]
+# Every head, zero- and mean-ablated, through the toolkit's `course.patching.patch_heads` (eight
+# of the sequences; the means over all sixteen):
+
 # %%
 from course.findings_ch3 import ablation_summary  # noqa: E402
 
-_, z_cache = model.run_with_cache(rep_tokens, names_filter=lambda n: n.endswith("hook_z"))   # means over all 16
-mean_z = [z_cache["z", layer].mean(0) for layer in range(model.cfg.n_layers)]
-few = rep_tokens[:8]                      # eight sequences: 2 x 32 forward passes
-abl = ablation_summary(model, few, seq_len, ind, zero=ablation_losses(model, few, seq_len),
-                       mean=ablation_losses(model, few, seq_len, mean_z))
+mean_z = [rep_cache["z", layer].mean(0) for layer in range(model.cfg.n_layers)]
+abl = ablation_summary(model, rep_tokens[:8], seq_len, ind, mean_z)
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
 for ax, kind in zip(axes, ("zero", "mean")):
     im = ax.imshow(abl[kind] - abl["clean"], cmap="Reds", vmin=0)
@@ -344,13 +348,16 @@ check.logit_diff(logit_diff, hidden=True, quiet=True).require()
 # Patching across prompts needs their positions to line up: the sweeps below use the prompts
 # of one sentence shape (a group), where IO, S1, S2 and the end sit at the same positions.
 
+# %% [markdown]
+# From here on the chapter uses the toolkit's `course.patching` (its `logit_diff` is the same
+# measure as yours).
+
 # %%
+from course import patching  # noqa: E402
 from course.patching import normalized  # noqa: E402
 
-clean_logits = model(data.clean)
-abc_logits = model(data.abc)
-ld_clean = logit_diff(clean_logits, data.end_pos, data.io_tok, data.s_tok)
-ld_abc = logit_diff(abc_logits, data.end_pos, data.io_tok, data.s_tok)
+ld_clean = patching.logit_diff(model(data.clean), data.end_pos, data.io_tok, data.s_tok)
+ld_abc = patching.logit_diff(model(data.abc), data.end_pos, data.io_tok, data.s_tok)
 print(f"logit difference: clean {ld_clean.mean():.2f} (IO preferred in {(ld_clean > 0).float().mean():.0%} "
       f"of prompts), ABC {ld_abc.mean():.2f}")
 
@@ -358,12 +365,12 @@ rows = data.group == 0
 n_pos = int(data.end_pos[rows].max()) + 1
 clean_tokens, abc_tokens = data.clean[rows, :n_pos], data.abc[rows, :n_pos]
 end, io, s = data.end_pos[rows], data.io_tok[rows], data.s_tok[rows]
-group_clean = float(logit_diff(model(clean_tokens), end, io, s).mean())
-group_abc = float(logit_diff(model(abc_tokens), end, io, s).mean())
+group_clean = float(patching.logit_diff(model(clean_tokens), end, io, s).mean())
+group_abc = float(patching.logit_diff(model(abc_tokens), end, io, s).mean())
 
 
 def ioi_metric(logits):
-    return normalized(logit_diff(logits, end, io, s).mean(), group_clean, group_abc)
+    return normalized(patching.logit_diff(logits, end, io, s).mean(), group_clean, group_abc)
 
 
 _, clean_cache = model.run_with_cache(clean_tokens)
@@ -450,17 +457,13 @@ check.patch_every_head(patch_every_head, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The toolkit's `course.patching.patch_sweep` does the same batched patching for the
-# residual stream, the attention outputs and the MLP outputs (one forward pass per layer for
-# all positions); `benchmarks/patching.py` times batched against looped head patching.
+# The toolkit's `course.patching.patch_sweep` does the same batched patching for every head,
+# and for the residual stream, the attention outputs and the MLP outputs (one forward pass per
+# layer for all positions); `benchmarks/patching.py` times batched against looped head patching.
 
 # %%
-from course.patching import patch_sweep  # noqa: E402
-
-exact = {"heads": patch_every_head(model, abc_tokens, clean_cache, ioi_metric),
-         "resid_pre": patch_resid(model, abc_tokens, clean_cache, ioi_metric)}
-for what in ("attn_out", "mlp_out"):
-    exact[what] = patch_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
+exact = {what: patching.patch_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
+         for what in ("heads", "resid_pre", "attn_out", "mlp_out")}
 fig, axes = plt.subplots(1, 4, figsize=(16, 0.35 * n_pos + 1.5), gridspec_kw={"width_ratios": [1, 1, 1, 1.2]})
 for ax, what in zip(axes, ("resid_pre", "attn_out", "mlp_out")):
     ax.imshow(exact[what].T, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
@@ -511,15 +514,14 @@ check.attribution_patch_heads(attribution_patch_heads, hidden=True, quiet=True).
 
 # %% [markdown]
 # Against the exact patching of section 8 (the corrupted run's metric, 0, plus the estimate),
-# head by head, and for the residual stream and the attention and MLP outputs:
+# head by head, and for the residual stream and the attention and MLP outputs, with the
+# toolkit's `course.patching.attribution_sweep`:
 
 # %%
 from course.findings_ch3 import attribution_agreement  # noqa: E402
-from course.patching import attribution_sweep  # noqa: E402
 
-approx = {"heads": attribution_patch_heads(model, abc_tokens, clean_cache, ioi_metric)}
-for what in ("resid_pre", "attn_out", "mlp_out"):
-    approx[what] = attribution_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
+approx = {what: patching.attribution_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
+          for what in ("heads", "resid_pre", "attn_out", "mlp_out")}
 agree = attribution_agreement(exact, approx, float(ioi_metric(model(abc_tokens))))
 plt.figure(figsize=(4, 4))
 plt.scatter(exact["heads"].flatten(), agree["estimate"]["heads"].flatten())
