@@ -94,10 +94,11 @@ def composition_summary(model, ind: dict, n_random: int = 100, seed: int = 0) ->
 
 
 @torch.no_grad()
-def head_ablation_losses(model, tokens, seq_len: int, mean_z: list | None = None) -> torch.Tensor:
-    """``[layer, head]`` loss on the repeat (predictions at seq_len + 1 … 2 seq_len − 1) with each
-    head's z replaced by zeros or by ``mean_z[layer]`` ``[pos, head, d_head]``, through
-    :func:`course.patching.patch_heads`."""
+def head_ablation_losses(model, tokens, seq_len: int, mean_z: list | None = None, start: int | None = None) -> torch.Tensor:
+    """``[layer, head]`` loss on the repeat (predictions at seq_len + 1 … 2 seq_len − 1, or from
+    ``start`` on) with each head's z replaced by zeros or by ``mean_z[layer]`` ``[pos, head, d_head]``,
+    through :func:`course.patching.patch_heads`."""
+    start = seq_len + 1 if start is None else start
     from course.patching import patch_heads
 
     batch, n_pos = tokens.shape
@@ -106,8 +107,8 @@ def head_ablation_losses(model, tokens, seq_len: int, mean_z: list | None = None
         source = (torch.zeros(batch, n_pos, model.cfg.n_heads, model.cfg.d_head, device=tokens.device)
                   if mean_z is None else mean_z[layer].expand(batch, -1, -1, -1))
         for head in range(model.cfg.n_heads):
-            logits = patch_heads(model, tokens, [(layer, head)], {layer: source})[:, seq_len + 1:-1]
-            out[layer, head] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, seq_len + 2:].flatten())
+            logits = patch_heads(model, tokens, [(layer, head)], {layer: source})[:, start:-1]
+            out[layer, head] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, start + 1:].flatten())
     return out
 
 

@@ -113,16 +113,9 @@ def _composition_unnormalized(W_A, W_B):
 
 
 def _ablation_whole_sequence(model, tokens, seq_len, mean_z=None):
-    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    for layer in range(model.cfg.n_layers):
-        for head in range(model.cfg.n_heads):
-            def ablate(z, hook, head=head, layer=layer):
-                z = z.clone()
-                z[:, :, head] = 0 if mean_z is None else mean_z[layer][:, head]
-                return z
-            logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", ablate)])
-            out[layer, head] = -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None]).mean()
-    return out
+    from course.findings_ch3 import head_ablation_losses
+
+    return head_ablation_losses(model, tokens, seq_len, mean_z, start=0)
 
 
 def _logit_diff_last_position(logits, end_pos, io_tok, s_tok):
