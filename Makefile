@@ -54,6 +54,7 @@ book: setup-book
 
 benchmarks: setup
 	$(PY) benchmarks/lens_overhead.py
+	$(PY) benchmarks/patching.py
 	$(PY) benchmarks/notebooks.py
 
 clean-venv:

@@ -48,3 +48,14 @@ def ov(model, layer: int, head: int, source_ids: Tensor | None = None, target_id
     unembed = model.W_U if target_ids is None else model.W_U[:, target_ids]
     a = through_ln1(model, layer, emb) @ model.W_V[layer, head]
     return FactoredMatrix(a, model.W_O[layer, head] @ unembed)
+
+
+def composition_scores(W_A: Tensor, W_B: Tensor) -> Tensor:
+    """Elhage et al.'s composition score of every pair, ``||W_A[i] W_B[j]||_F / (||W_A[i]||_F ||W_B[j]||_F)``,
+    ``[n_a, d, d] x [n_b, d, d] -> [n_a, n_b]``, without forming the products:
+    ``||A B||_F^2 = sum((A^T A) * (B B^T))``."""
+    gram_a = W_A.transpose(-1, -2) @ W_A                                     # [n_a, d, d]
+    gram_b = W_B @ W_B.transpose(-1, -2)                                     # [n_b, d, d]
+    squared = torch.einsum("ixy,jxy->ij", gram_a, gram_b).clamp(min=0)
+    norms = gram_a.diagonal(dim1=-2, dim2=-1).sum(-1).sqrt()[:, None] * gram_b.diagonal(dim1=-2, dim2=-1).sum(-1).sqrt()[None]
+    return squared.sqrt() / norms

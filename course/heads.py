@@ -27,3 +27,11 @@ def all_detector_scores(model, prompts: list[str]) -> Tensor:
         _, cache = model.run_with_cache(text, names_filter=lambda n: n.endswith("hook_pattern"))
         total = total + torch.stack([detector_scores(cache["pattern", l]) for l in range(model.cfg.n_layers)], 1)
     return total / len(prompts)
+
+
+def induction_scores(pattern: Tensor, seq_len: int) -> Tensor:
+    """``pattern [batch, head, q, k]`` of a sequence repeated after BOS (``1 + 2 seq_len`` tokens)
+    -> ``[head]``: mean attention from each token of the repeat to the token after its first
+    occurrence (the diagonal ``seq_len - 1`` below the main one, in the second half)."""
+    second = pattern[..., seq_len + 1:2 * seq_len + 1, :]                  # [batch, head, seq_len, k]
+    return second.diagonal(offset=2, dim1=-2, dim2=-1)[..., :seq_len].mean((0, -1))

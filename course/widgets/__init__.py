@@ -9,10 +9,13 @@ from course.widgets.editor import EditView, FactEditor, edit_fact
 from course.widgets.circuits import CircuitMatrix, CircuitViewer, circuit_matrix
 from course.widgets.logit_attribution import AttributionExplorer, AttributionTable, attribution_table
 from course.widgets.logit_lens import LogitLensExplorer, LogitLensTable, logit_lens_table
+from course.widgets.patching import (IOIBreakdown, IOIExplorer, PatchingExplorer, PatchingMap, head_attention,
+                                     ioi_breakdown, patching_map)
 from course.widgets.neurons import NeuronCard, NeuronExplorer, neuron_card, neuron_promoting
 from course.widgets.tracing import TraceExplorer, TraceView, trace_view
 
 __all__ = ["AttentionExplorer", "AttentionView", "attention_view", "CircuitMatrix", "CircuitViewer", "circuit_matrix",
            "AttributionExplorer", "AttributionTable", "attribution_table",
            "LogitLensExplorer", "LogitLensTable", "logit_lens_table", "EditView", "FactEditor", "edit_fact",
-           "NeuronCard", "NeuronExplorer", "neuron_card", "neuron_promoting", "TraceExplorer", "TraceView", "trace_view"]
+           "IOIBreakdown", "IOIExplorer", "PatchingExplorer", "PatchingMap", "head_attention", "ioi_breakdown",
+           "patching_map", "NeuronCard", "NeuronExplorer", "neuron_card", "neuron_promoting", "TraceExplorer", "TraceView", "trace_view"]

@@ -1,0 +1,323 @@
+"""What chapter 3 states about the course model, computed from the model itself.
+
+Each function returns the numbers the chapter prints and the tests assert; none is typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from course.circuits import composition_scores
+from course.heads import detector_scores, induction_scores
+
+INDUCTION_THRESHOLD = 0.4      # a head with an induction (or previous-token) score at least this is named one
+FORMED_THRESHOLD = 0.4         # the training step where the best induction score first reaches this
+
+
+def _name(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+@torch.no_grad()
+def repeat_losses(model, tokens, seq_len: int) -> dict:
+    """Per-position mean loss on ``tokens`` (BOS, a sequence, the same again) and the two halves'
+    means (predictions of tokens 2 … seq_len, and seq_len + 2 … 2 seq_len)."""
+    logprobs = model(tokens).log_softmax(-1)[:, :-1]
+    nll = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]                  # [batch, 2 seq_len]
+    return {"per_position": nll.mean(0).cpu(), "first": float(nll[:, 1:seq_len].mean()),
+            "second": float(nll[:, seq_len + 1:].mean())}
+
+
+def _heads_at_least(scores, threshold) -> list[str]:
+    return [_name(l, h) for l, h in (scores >= threshold).nonzero().tolist()]
+
+
+@torch.no_grad()
+def induction_summary(model, cache, seq_len: int) -> dict:
+    """Every head's induction score (``course.heads.induction_scores``), the induction heads (score
+    ≥ 0.4) and the previous-token heads (chapter 2's detector on the first half, where nothing
+    repeats yet). ``cache``: the patterns of a sequence repeated after BOS."""
+    induction = torch.stack([induction_scores(cache["pattern", l], seq_len) for l in range(model.cfg.n_layers)])
+    previous = torch.stack([detector_scores(cache["pattern", l][:, :, :seq_len + 1, :seq_len + 1])[0]
+                            for l in range(model.cfg.n_layers)]).cpu()
+    induction = induction.cpu()
+    best = divmod(int(induction.argmax()), model.cfg.n_heads)
+    return {"induction": induction, "previous": previous,
+            "induction_heads": _heads_at_least(induction, INDUCTION_THRESHOLD) or [_name(*best)],
+            "previous_heads": _heads_at_least(previous, INDUCTION_THRESHOLD)
+            or [_name(*divmod(int(previous.argmax()), model.cfg.n_heads))]}
+
+
+def _parse(name: str) -> tuple[int, int]:
+    layer, head = name[1:].split("H")
+    return int(layer), int(head)
+
+
+@torch.no_grad()
+def composition_summary(model, ind: dict, n_random: int = 100, seed: int = 0) -> dict:
+    """Q-, K- and V-composition of every head with every head (``[L*H, L*H]``, 0 where the
+    first is not in an earlier layer), a random baseline, and each previous-token → induction
+    pair's scores with their rank among all pairs of heads in different layers."""
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    W_OV = (model.W_V @ model.W_O).reshape(L * H, model.cfg.d_model, model.cfg.d_model)
+    W_QK = (model.W_Q @ model.W_K.transpose(-1, -2)).reshape(L * H, model.cfg.d_model, model.cfg.d_model)
+    layer = torch.arange(L).repeat_interleave(H)
+    earlier = layer[:, None] < layer[None, :]
+    scores = {"Q": composition_scores(W_OV, W_QK), "K": composition_scores(W_OV, W_QK.transpose(-1, -2)),
+              "V": composition_scores(W_OV, W_OV)}
+    scores = {k: torch.where(earlier, v.cpu(), torch.zeros(())) for k, v in scores.items()}
+    g = torch.Generator().manual_seed(seed)
+    d, dh = model.cfg.d_model, model.cfg.d_head
+    rnd = lambda: torch.randn(d, dh, generator=g) @ torch.randn(dh, d, generator=g)   # noqa: E731
+    baseline = sum(float(composition_scores(rnd()[None], rnd()[None])) for _ in range(n_random)) / n_random
+    pairs, n_pairs = [], int(earlier.sum())
+    for prev in ind["previous_heads"]:
+        for induct in ind["induction_heads"]:
+            (lp, hp), (li, hi) = _parse(prev), _parse(induct)
+            if lp >= li:
+                continue
+            a, b = lp * H + hp, li * H + hi
+            row = {"prev": prev, "induction": induct, "n_pairs": n_pairs}
+            for k, v in scores.items():
+                row[k] = float(v[a, b])
+                row[k + "_rank"] = int((v[earlier] > v[a, b]).sum()) + 1
+            pairs.append(row)
+    best = [max((r for r in pairs if r["induction"] == i), key=lambda r: r["K"])
+            for i in dict.fromkeys(r["induction"] for r in pairs)]
+    # Stands out: above twice the baseline, and above the same pair's Q- and V-composition.
+    k_out = bool(best) and all(r["K"] > 2 * baseline and r["K"] > max(r["Q"], r["V"]) for r in best)
+    return {"scores": scores, "baseline": baseline, "pairs": pairs, "best_pairs": best, "k_stands_out": k_out}
+
+
+@torch.no_grad()
+def head_ablation_losses(model, tokens, seq_len: int, mean_z: list | None = None, start: int | None = None) -> torch.Tensor:
+    """``[layer, head]`` loss on the repeat (predictions at seq_len + 1 … 2 seq_len − 1, or from
+    ``start`` on) with each head's z replaced by zeros or by ``mean_z[layer]`` ``[pos, head, d_head]``,
+    through :func:`course.patching.patch_heads`."""
+    start = seq_len + 1 if start is None else start
+    from course.patching import patch_heads
+
+    batch, n_pos = tokens.shape
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        source = (torch.zeros(batch, n_pos, model.cfg.n_heads, model.cfg.d_head, device=tokens.device)
+                  if mean_z is None else mean_z[layer].expand(batch, -1, -1, -1))
+        for head in range(model.cfg.n_heads):
+            logits = patch_heads(model, tokens, [(layer, head)], {layer: source})[:, start:-1]
+            out[layer, head] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, start + 1:].flatten())
+    return out
+
+
+@torch.no_grad()
+def ablation_summary(model, tokens, seq_len: int, ind: dict, mean_z: list, top: int = 4) -> dict:
+    """Repeated-half loss clean and with each head zero- and mean-ablated, the heads whose
+    ablation raises it most, and whether the induction and previous-token heads are among them."""
+    logprobs = model(tokens).log_softmax(-1)[:, seq_len + 1:-1]
+    clean = float(-logprobs.gather(-1, tokens[:, seq_len + 2:, None]).mean())
+    out = {"clean": clean, "zero": head_ablation_losses(model, tokens, seq_len),
+           "mean": head_ablation_losses(model, tokens, seq_len, mean_z)}
+    circuit = set(ind["induction_heads"]) | set(ind["previous_heads"])
+    matters = True
+    for kind in ("zero", "mean"):
+        rise = out[kind] - clean
+        order = rise.flatten().argsort(descending=True)[:max(top, len(circuit))]
+        named = [_name(*divmod(int(i), model.cfg.n_heads)) for i in order]
+        out[f"{kind}_top"] = [(n, float(rise.flatten()[i])) for n, i in zip(named, order)][:top]
+        matters &= any(h in named[:len(circuit)] for h in circuit)
+    out["circuit_matters"] = bool(matters)
+    return out
+
+
+def training_log(path: Path | None = None) -> list[dict]:
+    from course.models.loading import BUNDLED
+
+    path = path or BUNDLED["course-gpt2"] / "training_log.jsonl"
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def induction_formation(records: list[dict] | None = None, threshold: float = FORMED_THRESHOLD) -> dict:
+    """Training loss and the evaluations' induction score / repeat loss ratio by step, and the
+    first evaluated step where the best induction score reaches ``threshold``."""
+    records = records if records is not None else training_log()
+    losses = [r for r in records if "loss" in r and "tokens_seen" not in r]
+    evals = [r for r in records if "tokens_seen" in r]
+    steps = [r["step"] for r in evals]
+    score = [r["induction_head_score"] for r in evals]
+    i = next((i for i, s in enumerate(score) if s >= threshold), None)
+    if i is None:
+        raise ValueError(f"the training log never reaches an induction score of {threshold}")
+    before = max(i - 1, 0)
+    return {"loss_steps": [r["step"] for r in losses], "loss": [r["loss"] for r in losses], "eval_steps": steps,
+            "induction_score": score, "loss_ratio": [r["induction_loss_ratio"] for r in evals],
+            "threshold": threshold, "formed_at": steps[i], "step_before": steps[before],
+            "score_before": score[before], "ratio_before": evals[before]["induction_loss_ratio"],
+            "ratio_after": evals[i]["induction_loss_ratio"]}
+
+
+def patching_summary(exact: dict, labels: list[str], top: int = 3, threshold: float = 0.5) -> dict:
+    """Where restoring the clean residual stream restores at least ``threshold`` of the metric
+    (per layer, the positions), and the heads whose patch restores most."""
+    resid = exact["resid_pre"]
+    where = {}
+    for layer in range(resid.shape[0]):
+        pos = [labels[p] for p in (resid[layer] >= threshold).nonzero()[:, 0].tolist()]
+        where[f"layer {layer}"] = pos
+    heads = exact["heads"]
+    order = heads.flatten().argsort(descending=True)[:top]
+    top_heads = [(_name(*divmod(int(i), heads.shape[1])), float(heads.flatten()[i])) for i in order]
+    return {"resid_positions": where, "top_heads": top_heads}
+
+
+def attribution_agreement(exact: dict, approx: dict, corrupt_metric: float) -> dict:
+    """Attribution patching against exact patching, per kind: correlation, the largest error and where."""
+    by_kind, estimate = {}, {}
+    for what in exact:
+        e, a = exact[what].float(), approx[what].float().cpu() + corrupt_metric
+        estimate[what] = a
+        err = (a - e).abs()
+        i = int(err.argmax())
+        where = divmod(i, e.shape[1])
+        by_kind[what] = {"corr": float(torch.corrcoef(torch.stack([e.flatten(), a.flatten()]))[0, 1]),
+                         "max_error": float(err.max()), "worst": (_name(*where) if what == "heads"
+                                                                 else f"layer {where[0]}, position {where[1]}"),
+                         "worst_exact": float(e.flatten()[i]), "worst_estimate": float(a.flatten()[i])}
+    worst = max(by_kind, key=lambda k: by_kind[k]["max_error"])
+    return {"by_kind": by_kind, "estimate": estimate, "worst_kind": worst, "worst_error": by_kind[worst]["max_error"]}
+
+
+@torch.no_grad()
+def path_patching_sweep(model, data, receiver: str, rows=None) -> dict:
+    """Share of the logit difference removed by patching each earlier head's ABC output into
+    ``receiver``'s queries, keys or values (path patching), on the dataset's prompts ``rows``
+    (a boolean mask; all when None)."""
+    from course.models.ioi_circuit import runs
+    from course.patching import path_patch
+
+    r = runs(model, data if rows is None else subset(data, rows))
+    layer, head = _parse(receiver)
+    out, top = {}, {}
+    for x in ("q", "k", "v"):
+        m = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+        for sl in range(layer):
+            for sh in range(model.cfg.n_heads):
+                m[sl, sh] = r.removed(path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, [(sl, sh)],
+                                                 [(layer, head)], x))
+        out[x] = m
+        i = int(m.argmax())
+        top[x] = (_name(*divmod(i, model.cfg.n_heads)), float(m.flatten()[i]))
+    return {"receiver": receiver, "removed": out, "top": top}
+
+
+def subset(data, rows):
+    """The prompts of ``data`` (an IOIDataset) selected by the boolean mask ``rows``."""
+    from course.data.ioi_dataset import IOIDataset
+
+    picked = [p for p, keep in zip(data.prompts, rows.tolist()) if keep]
+    return IOIDataset(picked, **{k: v[rows] for k, v in vars(data).items() if k != "prompts"})
+
+
+GPT2_SMALL = {   # Wang et al. 2022 (GPT-2 small); what each class does there, for the comparison
+    "name_movers": "name movers (9.6, 9.9, 10.0) attend from the end to IO and copy it",
+    "s_inhibition": "S-inhibition heads (7.3, 7.9, 8.6, 8.10) tell the name movers' queries to avoid S",
+    "subject_suppression": "no separate class; negative name movers (10.7, 11.10), later read as copy suppression, push "
+                           "down the name they attend to",
+    "duplicate_token": "duplicate-token heads (0.1, 0.10, 3.0) attend from S2 to S1",
+    "induction": "induction heads (5.5, 6.9) attend from S2 to S1 + 1",
+}
+
+
+def circuit_comparison(report) -> list[str]:
+    """One sentence per class: GPT-2 small's, then what the course model has (read from ``report``)."""
+    fmt = lambda hs: ", ".join(_name(*h) for h in hs)                    # noqa: E731
+    f = report.figures
+    lines = []
+    for cls, gpt2 in GPT2_SMALL.items():
+        heads = getattr(report, cls)
+        here = (f"here {fmt(heads)}" if heads else "here none was found")
+        if cls == "name_movers" and heads:
+            here += (f", attending to IO {f['name_mover_attention_to_io']:.2f} on average and writing "
+                     f"{f['name_mover_share']:.0%} of the logit difference directly")
+        if cls == "subject_suppression" and heads:
+            here += f", writing {f['subject_suppression_share']:.0%} of the logit difference by pushing S down"
+        if cls == "s_inhibition" and heads:
+            here += f"; patching them into the name movers' queries removes {f['s_inhibition_removed']:.0%}"
+        if cls in ("duplicate_token", "induction") and heads:
+            here += f"; with the other S2 detectors they send {f['duplicate_removed']:.0%} through keys and values"
+        lines.append(f"GPT-2 small: {gpt2}; {here}.")
+    lines.append(f"Faithfulness: mean-ablating every head outside the circuit keeps {f['outside_ablated_kept']:.0%} "
+                 f"of the logit difference (Wang et al.'s circuit keeps 87% in GPT-2 small); ablating the circuit "
+                 f"leaves {f['circuit_ablated_left']:.0%}.")
+    return lines
+
+
+CLASS_COLOURS = {"name_movers": "tab:blue", "s_inhibition": "tab:orange", "subject_suppression": "tab:red",
+                 "duplicate_token": "tab:green", "induction": "tab:purple"}
+
+
+def draw_circuit(report, n_layers: int):
+    """The circuit's classes as a graph: one row per layer, one node per named head, arrows along
+    the classes' roles (duplicate/induction → S2 readers → logits; name movers → logits)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 1 + 0.9 * n_layers))
+    where = {}
+    for cls, colour in CLASS_COLOURS.items():
+        for layer, head in getattr(report, cls):
+            if (layer, head) in where:
+                continue
+            x = sum(1 for (l, _) in where if l == layer)
+            where[(layer, head)] = (x, layer)
+            ax.scatter([x], [layer], s=900, color=colour, zorder=2)
+            ax.annotate(_name(layer, head), (x, layer), ha="center", va="center", color="white", fontsize=8, zorder=3)
+    width = max([x for x, _ in where.values()], default=0) + 1
+    ax.scatter([width / 2], [n_layers], s=1200, color="grey", marker="s")
+    ax.annotate("logits", (width / 2, n_layers), ha="center", va="center", color="white", fontsize=8)
+
+    def arrow(a, b):
+        ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8}, zorder=1)
+
+    for h in report.name_movers + report.subject_suppression:
+        arrow(where[h], (width / 2, n_layers))
+    for h in report.s_inhibition:
+        for nm in report.name_movers:
+            arrow(where[h], where[nm])
+    for h in report.duplicate_token + report.induction:
+        for r in report.s2_readers:
+            arrow(where[h], where[r])
+    for cls, colour in CLASS_COLOURS.items():
+        ax.scatter([], [], color=colour, label=cls.replace("_", " ") + ("" if getattr(report, cls) else " (none)"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.set_yticks(range(n_layers + 1), [f"layer {l}" for l in range(n_layers)] + ["out"])
+    ax.set_xticks([]); ax.set_xlim(-1, width + 0.5); ax.set_ylim(-0.7, n_layers + 0.7)
+    ax.set_title("the IOI circuit's classes in the course model")
+    return fig
+
+
+def patching_speedup(model, corrupt, clean_cache, metric, repeats: int = 3) -> dict:
+    """Seconds for the batched head sweep (:func:`course.patching.patch_sweep`) and for a loop of
+    single-head patches (:func:`course.patching.patch_heads`), best of ``repeats``; both give the
+    same map (``max_difference``)."""
+    from course.patching import patch_heads, patch_sweep
+
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    source = {l: clean_cache["z", l] for l in range(L)}
+
+    def loop():
+        return torch.tensor([[float(metric(patch_heads(model, corrupt, [(l, h)], source))) for h in range(H)]
+                             for l in range(L)])
+
+    times, results = {}, {}
+    with torch.no_grad():
+        for name, fn in (("batched", lambda: patch_sweep(model, corrupt, clean_cache, metric, "heads")), ("loop", loop)):
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                results[name] = fn()
+                best = min(best, time.perf_counter() - t)
+            times[name] = best
+    return {**times, "speedup": times["loop"] / times["batched"],
+            "max_difference": float((results["loop"] - results["batched"]).abs().max())}

@@ -1,0 +1,353 @@
+"""Chapter 3: references against independent computations, checks on right and wrong answers,
+the patching toolkit, the widgets' pure functions, and the chapter's findings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course.checks import ch3_induction_ioi as check
+from course.data.ioi_dataset import ioi_dataset
+from course.data.repeats import repeated_batch
+from course.circuits import composition_scores
+from course.findings_ch3 import (ablation_summary, attribution_agreement, circuit_comparison, composition_summary,
+                                 draw_circuit, induction_formation, induction_summary, path_patching_sweep,
+                                 patching_speedup, patching_summary, repeat_losses, subset)
+from course.models.ioi_circuit import ioi_circuit
+from course.patching import attribution_sweep, logit_diff, normalized, patch_heads, patch_sweep, path_patch
+from course.widgets import IOIExplorer, PatchingExplorer, head_attention, ioi_breakdown, patching_map
+from solutions import ch3_induction_ioi as ref
+from tests.check_contract import contract_tests
+
+SEQ_LEN = 30
+
+
+@pytest.fixture(scope="module")
+def rep(m):
+    return repeated_batch(16, SEQ_LEN, range(1, m.cfg.d_vocab), m.tokenizer.bos_token_id, seed=0)   # the chapter's
+
+
+@pytest.fixture(scope="module")
+def data(m):
+    return ioi_dataset(m, "test", n_groups=8, per_group=8, seed=0)                                  # the chapter's
+
+
+@pytest.fixture(scope="module")
+def group(m, data):
+    """The chapter's sweep set-up: one sentence shape's prompts, the clean cache and the metric."""
+    rows = data.group == 0
+    n_pos = int(data.end_pos[rows].max()) + 1
+    clean, abc = data.clean[rows, :n_pos], data.abc[rows, :n_pos]
+    end, io, s = data.end_pos[rows], data.io_tok[rows], data.s_tok[rows]
+    with torch.no_grad():
+        ld_clean = float(logit_diff(m(clean), end, io, s).mean())
+        ld_abc = float(logit_diff(m(abc), end, io, s).mean())
+        _, cache = m.run_with_cache(clean)
+
+    def metric(logits):
+        return normalized(logit_diff(logits, end, io, s).mean(), ld_clean, ld_abc)
+
+    return {"rows": rows, "clean": clean, "abc": abc, "cache": cache, "metric": metric}
+
+
+@pytest.fixture(scope="module")
+def report(m):
+    with torch.no_grad():
+        return ioi_circuit(m, n_groups=8, per_group=8)                                              # the chapter's
+
+
+@pytest.fixture
+def grad_off():
+    with torch.no_grad():
+        yield
+
+
+# -- references against independent computations --------------------------------------------
+
+@pytest.mark.usefixtures("grad_off")
+def test_per_token_loss_averages_to_the_models_loss(m, rep):
+    got = ref.per_token_loss(m, rep[:4])
+    want = torch.nn.functional.cross_entropy(m(rep[:4])[:, :-1].flatten(0, 1), rep[:4, 1:].flatten())
+    torch.testing.assert_close(got.mean(), want, atol=1e-5, rtol=1e-5)
+    assert float(m(rep[:4], return_type="loss")) == pytest.approx(float(got.mean()), rel=1e-5)
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_induction_scores_match_a_loop_and_the_evaluation(m, rep):
+    _, cache = m.run_with_cache(rep[:3])
+    got = ref.induction_scores(cache, m.cfg.n_layers, SEQ_LEN)
+    for layer, head in [(0, 0), (2, 3), (m.cfg.n_layers - 1, m.cfg.n_heads - 1)]:
+        p = cache["pattern", layer][:, head]
+        want = sum(float(p[b, q, q - SEQ_LEN + 1]) for b in range(3) for q in range(SEQ_LEN + 1, 2 * SEQ_LEN + 1))
+        assert float(got[layer, head]) == pytest.approx(want / (3 * SEQ_LEN), abs=1e-5)
+
+
+def test_composition_scores_match_single_pairs():
+    g = torch.Generator().manual_seed(0)
+    A, B = torch.randn(3, 5, 5, generator=g), torch.randn(2, 5, 5, generator=g)
+    got = ref.composition_scores(A, B)
+    for i in range(3):
+        for j in range(2):
+            want = torch.linalg.norm(A[i] @ B[j]) / (torch.linalg.norm(A[i]) * torch.linalg.norm(B[j]))
+            assert float(got[i, j]) == pytest.approx(float(want), rel=1e-5)
+    torch.testing.assert_close(composition_scores(A, B), got, atol=1e-5, rtol=1e-4)     # the toolkit's formula
+    # an orthogonal W_B keeps the norm: the score is 1 / ||W_B|| = 1 / sqrt(d)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g))
+    assert float(ref.composition_scores(A[:1], q[None])) == pytest.approx(5 ** -0.5, rel=1e-5)
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_ablation_losses_match_the_toolkit_patch_of_zeros_and_means(m, rep):
+    tokens = rep[:2, :1 + 2 * 8].clone()
+    tokens[:, 9:] = tokens[:, 1:9]                        # sequences of 8, repeated
+    zeros = {l: torch.zeros(2, tokens.shape[1], m.cfg.n_heads, m.cfg.d_head) for l in range(m.cfg.n_layers)}
+    _, cache = m.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_z"))
+    means = [cache["z", l].mean(0) for l in range(m.cfg.n_layers)]
+    got_zero, got_mean = ref.ablation_losses(m, tokens, 8), ref.ablation_losses(m, tokens, 8, means)
+    for layer, head in [(0, 1), (m.cfg.n_layers - 1, 3)]:
+        mean_source = {l: means[l][None].expand(2, -1, -1, -1) for l in range(m.cfg.n_layers)}
+        for got, source in ((got_zero, zeros), (got_mean, mean_source)):
+            logits = patch_heads(m, tokens, [(layer, head)], source)
+            nll = torch.nn.functional.cross_entropy(logits[:, 9:-1].flatten(0, 1), tokens[:, 10:].flatten())
+            assert float(got[layer, head]) == pytest.approx(float(nll), rel=1e-4)
+
+
+def test_logit_diff_matches_the_toolkit_and_a_loop():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 6, 9, generator=g)
+    end, io, s = torch.tensor([1, 5, 3, 0]), torch.tensor([2, 8, 0, 4]), torch.tensor([7, 1, 0, 3])
+    got = ref.logit_diff(logits, end, io, s)
+    torch.testing.assert_close(got, logit_diff(logits, end, io, s))
+    assert got.tolist() == pytest.approx([float(logits[b, end[b], io[b]] - logits[b, end[b], s[b]]) for b in range(4)])
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_patch_resid_matches_the_batched_sweep_and_the_edges(m, group):
+    got = ref.patch_resid(m, group["abc"], group["cache"], group["metric"])
+    torch.testing.assert_close(got, patch_sweep(m, group["abc"], group["cache"], group["metric"], "resid_pre"),
+                               atol=1e-4, rtol=1e-3)
+    # Patching every position of layer 0's input is running the clean prompts: 1 wherever the prompts differ.
+    s2 = int((group["clean"][0] != group["abc"][0]).nonzero()[0])
+    assert float(got[0, s2]) == pytest.approx(1.0, abs=1e-4)
+    same = [p for p in range(group["abc"].shape[1]) if torch.equal(group["clean"][:, p], group["abc"][:, p])]
+    assert got[0, same].abs().max() < 1e-4                     # nothing to restore where the prompts agree
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_patch_every_head_matches_a_loop_of_single_head_patches(m, group):
+    got = ref.patch_every_head(m, group["abc"], group["cache"], group["metric"])
+    z = {l: group["cache"]["z", l] for l in range(m.cfg.n_layers)}
+    for layer in range(m.cfg.n_layers):
+        for head in range(m.cfg.n_heads):
+            want = group["metric"](patch_heads(m, group["abc"], [(layer, head)], z))
+            assert float(got[layer, head]) == pytest.approx(float(want), abs=1e-4)
+    torch.testing.assert_close(got, patch_sweep(m, group["abc"], group["cache"], group["metric"]), atol=1e-4, rtol=1e-3)
+
+
+def test_attribution_patching_is_the_derivative_along_the_patch(m, group):
+    got = ref.attribution_patch_heads(m, group["abc"], group["cache"], group["metric"])
+    torch.testing.assert_close(got, attribution_sweep(m, group["abc"], group["cache"], group["metric"]),
+                               atol=1e-5, rtol=1e-4)
+    # Independently: a finite difference of the metric along (clean - corrupt) z of one head.
+    layer, head = divmod(int(got.abs().argmax()), m.cfg.n_heads)
+    with torch.no_grad():
+        _, corrupt = m.run_with_cache(group["abc"], names_filter=lambda n: n.endswith("hook_z"))
+        eps = 1e-3
+
+        def at(t):
+            z = corrupt["z", layer].clone()
+            z[:, :, head] += t * (group["cache"]["z", layer][:, :, head] - z[:, :, head])
+            return float(group["metric"](patch_heads(m, group["abc"], [(layer, head)], {layer: z})))
+        slope = (at(eps) - at(-eps)) / (2 * eps)
+    assert float(got[layer, head]) == pytest.approx(slope, rel=2e-2, abs=1e-3)
+
+
+def test_attribution_matches_autograd_on_the_plain_hf_model(m, group):
+    """The lens's cached gradient at a head's z equals autograd through the HF model's own modules."""
+    layer = m.cfg.n_layers - 1
+    _, cache = m.run_with_cache(group["abc"], names_filter=f"blocks.{layer}.attn.hook_z", incl_bwd=True,
+                                metric=group["metric"])
+    attn = m.hf.transformer.h[layer].attn
+    saved = {}
+
+    def grab(module, args):                               # c_proj's input is z, heads side by side
+        x = args[0]
+        x.retain_grad()
+        saved["z"] = x
+    handle = attn.c_proj.register_forward_pre_hook(grab)
+    try:
+        with torch.enable_grad():
+            logits = m.hf(group["abc"]).logits
+            group["metric"](logits).backward()
+    finally:
+        handle.remove()
+        m.hf.zero_grad(set_to_none=True)
+    got = cache[f"blocks.{layer}.attn.hook_z_grad"].flatten(-2)
+    torch.testing.assert_close(got, saved["z"].grad, atol=1e-6, rtol=1e-4)
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+test_reference_passes_stub_does_not, test_a_wrong_answer_fails, test_known_mistakes_are_diagnosed = \
+    contract_tests(check, ref)
+
+
+@pytest.mark.parametrize("name", list(check.EXERCISES))
+def test_checks_fall_back_to_the_shipped_values(monkeypatch, name):
+    from course.checks.core import Exercise
+
+    monkeypatch.setattr(Exercise, "reference", lambda self: None)      # a classroom release: no solutions
+    assert getattr(check, name)(getattr(ref, name), quiet=True).passed
+    assert not getattr(check, name)(check.EXERCISES[name].causes[0][0], quiet=True).passed
+
+
+# -- the toolkit ----------------------------------------------------------------------------------
+
+@pytest.mark.usefixtures("grad_off")
+def test_patch_sweep_positions_match_a_loop(m, group):
+    for what, point in (("attn_out", "hook_attn_out"), ("mlp_out", "hook_mlp_out")):
+        got = patch_sweep(m, group["abc"], group["cache"], group["metric"], what)
+        for layer, pos in [(0, 3), (m.cfg.n_layers - 1, group["abc"].shape[1] - 1)]:
+            name = f"blocks.{layer}.{point}"
+
+            def restore(x, hook, pos=pos):
+                x = x.clone()
+                x[:, pos] = group["cache"][name][:, pos]
+                return x
+            want = group["metric"](m.run_with_hooks(group["abc"], fwd_hooks=[(name, restore)]))
+            assert float(got[layer, pos]) == pytest.approx(float(want), abs=1e-4)
+    with pytest.raises(ValueError, match="what must be"):
+        patch_sweep(m, group["abc"], group["cache"], group["metric"], "neurons")
+
+
+# -- widgets ----------------------------------------------------------------------------------------
+
+@pytest.mark.usefixtures("grad_off")
+def test_patching_map_and_head_attention(m, data, group):
+    pm = patching_map(m, data, 0, what="heads")
+    torch.testing.assert_close(torch.tensor(pm.values), patch_sweep(m, group["abc"], group["cache"], group["metric"]),
+                               atol=1e-4, rtol=1e-3)
+    assert pm.clean == pytest.approx(1.0) and pm.corrupt == pytest.approx(0.0, abs=1e-6)
+    raw = patching_map(m, data, 0, metric="logit difference", what="resid_pre", method="attribution patching")
+    assert len(raw.values) == m.cfg.n_layers and len(raw.values[0]) == group["abc"].shape[1] == len(raw.col_labels)
+    p = head_attention(m, group["clean"][0], 1, 2)
+    _, cache = m.run_with_cache(group["clean"][:1])
+    torch.testing.assert_close(p, cache["pattern", 1][0, 2])
+    with pytest.raises(ValueError, match="no sentence shape"):
+        patching_map(m, data, 99)
+    with pytest.raises(ValueError, match="no head"):
+        head_attention(m, group["clean"][0], 9, 0)
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_patching_explorer(m, data):
+    w = PatchingExplorer(m, data)
+    assert w.map is not None and "Click" in w.status.value
+    w.select(0, 0)
+    assert len(w.detail.children) == 1
+    w.what.value = "residual stream (layer × position)"
+    assert w.map.what == "resid_pre"
+    w.select(1, 2)
+    assert "position 2" in w.detail.children[0].value
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_ioi_breakdown_sums_to_the_logit_difference(m, report):
+    b = ioi_breakdown(m, "When {IO} and {S} went to the store, {S} gave a drink to", "Mary", "John", report)
+    assert sum(b.parts.values()) == pytest.approx(b.logit_diff, abs=1e-3)
+    logits = m(b.text)[0, -1]
+    assert b.logit_diff == pytest.approx(float(logits[m.to_single_token(" Mary")] - logits[m.to_single_token(" John")]),
+                                         abs=1e-4)
+    with pytest.raises(ValueError, match="needs"):
+        ioi_breakdown(m, "no names here", "Mary", "John", report)
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_ioi_explorer_shows_errors_in_words(m, report):
+    w = IOIExplorer(m, report)
+    assert w.breakdown is not None and "logit(" in w.status.value
+    w.io.value = "Maryanneliese"                               # several tokens: a message, not a traceback
+    assert "not one" in w.status.value
+
+
+# -- the chapter's findings -----------------------------------------------------------------------
+
+@pytest.mark.usefixtures("grad_off")
+def test_finding_the_loss_drops_on_the_repeat_and_induction_heads_compose_with_previous_token_heads(m, rep):
+    losses = repeat_losses(m, rep, SEQ_LEN)
+    assert losses["second"] < 0.5 * losses["first"]
+    _, cache = m.run_with_cache(rep, names_filter=lambda n: n.endswith("hook_pattern"))
+    ind = induction_summary(m, cache, SEQ_LEN)
+    torch.testing.assert_close(ind["induction"], ref.induction_scores(cache, m.cfg.n_layers, SEQ_LEN))
+    assert ind["induction_heads"] and ind["previous_heads"]
+    comp = composition_summary(m, ind)
+    assert comp["k_stands_out"]                      # the chapter prints this, and the text says so
+    assert 0 < comp["baseline"] < 0.5
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_finding_ablating_the_induction_circuit_hurts_the_repeat(m, rep):
+    _, cache = m.run_with_cache(rep, names_filter=lambda n: n.endswith(("hook_pattern", "hook_z")))
+    ind = induction_summary(m, cache, SEQ_LEN)
+    few = rep[:8]
+    means = [cache["z", l].mean(0) for l in range(m.cfg.n_layers)]
+    abl = ablation_summary(m, few, SEQ_LEN, ind, means)
+    torch.testing.assert_close(abl["zero"], ref.ablation_losses(m, few, SEQ_LEN), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(abl["mean"], ref.ablation_losses(m, few, SEQ_LEN, means), atol=1e-4, rtol=1e-4)
+    assert abl["circuit_matters"]
+    assert all(d > 0 for _, d in abl["zero_top"])
+
+
+def test_finding_induction_formed_during_training():
+    f = induction_formation()
+    assert f["step_before"] < f["formed_at"] and f["score_before"] < f["threshold"]
+    assert f["ratio_after"] < f["ratio_before"]            # the printed "falls"
+    with pytest.raises(ValueError, match="never reaches"):
+        induction_formation([{"step": 0, "tokens_seen": 1, "induction_head_score": 0.0, "induction_loss_ratio": 1.0}])
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_finding_attribution_patching_agrees_on_heads_and_fails_most_on_the_stream(m, group):
+    exact = {"heads": patch_sweep(m, group["abc"], group["cache"], group["metric"])}
+    approx = {"heads": attribution_sweep(m, group["abc"], group["cache"], group["metric"])}
+    for what in ("resid_pre", "attn_out", "mlp_out"):
+        exact[what] = patch_sweep(m, group["abc"], group["cache"], group["metric"], what)
+        approx[what] = attribution_sweep(m, group["abc"], group["cache"], group["metric"], what)
+    agree = attribution_agreement(exact, approx, float(group["metric"](m(group["abc"]))))
+    assert agree["by_kind"]["heads"]["corr"] > 0.9
+    # The chapter's sentence names the early residual stream only when that is where it fails.
+    labels = [repr(t) for t in m.to_str_tokens(group["clean"][0])]
+    summary = patching_summary(exact, labels)
+    assert summary["top_heads"][0][1] == pytest.approx(float(exact["heads"].max()))
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_finding_path_patching_sweep_matches_single_path_patches(m, data, group):
+    sub = subset(data, group["rows"])
+    assert len(sub) == int(group["rows"].sum()) and torch.equal(sub.clean, data.clean[group["rows"]])
+    paths = path_patching_sweep(m, data, "L3H4", rows=group["rows"])
+    assert paths["removed"]["q"].shape == (m.cfg.n_layers, m.cfg.n_heads)
+    assert paths["removed"]["q"][3:].abs().max() == 0            # only earlier layers send
+    from course.models.ioi_circuit import runs
+    r = runs(m, sub)
+    want = r.removed(path_patch(m, sub.clean, r.clean_cache, r.abc_cache, [(1, 2)], [(3, 4)], "v"))
+    assert float(paths["removed"]["v"][1, 2]) == pytest.approx(want, abs=1e-5)
+
+
+def test_finding_circuit_classes_and_comparison_read_the_report(m, report):
+    import matplotlib.pyplot as plt
+
+    lines = circuit_comparison(report)
+    assert len(lines) == 6 and lines[-1].startswith("Faithfulness")
+    for cls, line in zip(("name_movers", "s_inhibition", "subject_suppression", "duplicate_token", "induction"), lines):
+        heads = getattr(report, cls)
+        assert ("none was found" in line) == (not heads)
+        assert all(f"L{l}H{h}" in line for l, h in heads)
+    assert report.figures["outside_ablated_kept"] >= 0.8           # the circuit is faithful
+    plt.close(draw_circuit(report, m.cfg.n_layers))
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_patching_speedup_measures_the_same_map(m, group):
+    b = patching_speedup(m, group["abc"], group["cache"], group["metric"], repeats=1)
+    assert b["max_difference"] < 1e-4 and b["batched"] > 0 and b["loop"] > 0
