@@ -290,3 +290,24 @@ def test_finding_the_carry_probe_beats_the_base_rate(m):
     base = max(float(test.carry.float().mean()), 1 - float(test.carry.float().mean()))
     assert best["best"] > base + 0.2 and best["accuracy"] >= best["best"] - 0.05
     assert grid[0].max() < best["best"]      # better after some layers than from the embeddings alone
+
+
+def test_toolkit_edits_equal_the_references(m, lines, mod_logits):
+    from course.arithmetic import ablate_direction
+
+    d = torch.randn(m.cfg.d_model, generator=torch.Generator().manual_seed(6))
+    layer, pos = 1, lines.operand_pos[-1]
+    value = float((residuals(m, lines, [pos])[layer, :, 0] @ (d / d.norm())).mean())
+
+    def hook(x, hook):
+        x = x.clone()
+        x[:, pos:] = ref.set_component(x[:, pos:], d, value)
+        return x
+    want = answer_correct(m, lines, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", hook)])
+    assert torch.equal(ablate_direction(m, lines, d, layer, pos), want)
+    freqs = [3, 17]
+    centre = mod_logits.mean((0, 1), keepdim=True)
+    torch.testing.assert_close(restricted_logits(mod_logits, freqs),
+                               centre + ref.project_sum_waves(mod_logits - centre, freqs), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(excluded_logits(mod_logits, freqs),
+                               mod_logits - ref.project_sum_waves(mod_logits, freqs), atol=1e-3, rtol=1e-4)

@@ -38,8 +38,11 @@ class AdditionBatch:
 
 
 def addition_batch(model, prompts: list[AdditionPrompt]) -> AdditionBatch:
-    rows = [model.to_tokens(p.text + p.answer)[0].cpu() for p in prompts]
-    prompt_len = model.to_tokens(prompts[0].text).shape[1]
+    ids = model.tokenizer([p.text + p.answer for p in prompts], add_special_tokens=False)["input_ids"]
+    prompt = model.to_tokens(prompts[0].text)[0].tolist()
+    bos = prompt[:len(prompt) - len(model.tokenizer(prompts[0].text, add_special_tokens=False)["input_ids"])]
+    rows = [torch.tensor(bos + r) for r in ids]               # as to_tokens gives them, in one tokenizer call
+    prompt_len = len(prompt)
     width = max(len(r) for r in rows)
     pad = model.tokenizer.eos_token_id
     tokens = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -48,8 +51,8 @@ def addition_batch(model, prompts: list[AdditionPrompt]) -> AdditionBatch:
         tokens[i, :len(r)] = r
         n_digits = len(str(p.a + p.b))
         mask[i, len(r) - n_digits:len(r)] = True
-        if model.to_tokens(p.text).shape[1] != prompt_len:
-            raise ValueError(f"{p.text!r} does not tokenize like the other prompts")
+        if len(r) != prompt_len + 1 + n_digits:                # the prompt, a space, one token per digit
+            raise ValueError(f"{p.text + p.answer!r} does not tokenize one digit per token like the other lines")
     first = model.to_str_tokens(prompts[0].text)
     digits = [i for i, t in enumerate(first) if t.strip().isdigit()]
     if len(digits) != 4:

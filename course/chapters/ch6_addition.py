@@ -142,7 +142,7 @@ check.attention_to(attention_to, hidden=True, quiet=True).require()
 
 # %%
 att = operand_attention(model, test)                         # [layer, head, (ones, tens), 4]
-sample = test.prompts[:48]
+sample = test.prompts[:32]
 patched = {(d, t): digit_patching(model, sample, d, t) for t in ("ones", "tens") for d in range(4)
            if not (t == "ones" and d in (0, 2))}               # a tens digit never changes the ones digit
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
@@ -209,21 +209,12 @@ check.set_component(set_component, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %%
+from course.arithmetic import ablate_direction  # noqa: E402
+
 layer, pos = probe["layer"], probe["position"]
 xs = residuals(model, train, [pos])[layer, :, 0]
 w, b = fit_probe(xs, train.carry.float())
-u = w / w.norm()
-mean = float((residuals(model, test, [pos])[layer, :, 0] @ u).mean())
-name = f"blocks.{layer}.hook_resid_pre" if layer < model.cfg.n_layers else f"blocks.{layer - 1}.hook_resid_post"
-
-
-def flatten_carry(x, hook):
-    x = x.clone()
-    x[:, pos:] = set_component(x[:, pos:], u.to(x.device), mean)
-    return x
-
-
-after = answer_correct(model, test, fwd_hooks=[(name, flatten_carry)])
+after = ablate_direction(model, test, w, layer, pos)     # the toolkit's version of the edit you wrote
 before_ok, after_ok = (right | ~test.answer_mask).all(1), (after | ~test.answer_mask).all(1)
 carry_drop = float(before_ok[test.carry].float().mean() - after_ok[test.carry].float().mean())
 plain_drop = float(before_ok[~test.carry].float().mean() - after_ok[~test.carry].float().mean())
@@ -237,8 +228,9 @@ print("so the probe's direction " + ("is how the model carries: flattening it br
 # %% [markdown]
 # ### 4. Neurons as a bag of heuristics
 #
-# Take the neurons of the last layer at the position predicting the ones digit, over every
-# two-digit pair (all 8,100: activations, not accuracy). A neuron is a **heuristic** if one
+# Take the neurons of the last layer at the position predicting the ones digit, over a third
+# of all two-digit pairs (those with $b \equiv a \pmod 3$: 2,700 pairs, every pair of ones
+# digits among them; activations, not accuracy, so training pairs count too). A neuron is a **heuristic** if one
 # simple pattern of the operands or the result explains its activation: the range of $a$
 # or of the sum, the sum's ones digit, a carry, ... Measure that by the share of a neuron's
 # variance explained by the mean over each group of a pattern ($\eta^2$).
@@ -278,7 +270,8 @@ check.explained_variance(explained_variance, hidden=True, quiet=True).require()
 # %%
 from course.findings_ch6 import class_ablations, heuristic_classes  # noqa: E402
 
-every = addition_batch(model, [AdditionPrompt(a, b) for a in range(10, 100) for b in range(10, 100)])
+every = addition_batch(model, [AdditionPrompt(a, b) for a in range(10, 100) for b in range(10, 100)
+                              if (a - b) % 3 == 0])
 classes = heuristic_classes(model, every, model.cfg.n_layers - 1, k=40)
 for pattern, n in classes["counts"].most_common():
     print(f"{n:3d} neurons: {pattern}")
@@ -390,9 +383,10 @@ check.project_sum_waves(project_sum_waves, hidden=True, quiet=True).require()
 
 # %%
 train_idx, test_idx = split()
-centre = logits.mean((0, 1), keepdim=True)
-restricted = centre + project_sum_waves(logits - centre, freqs)
-excluded = logits - project_sum_waves(logits, freqs)
+from course.fourier import excluded_logits, restricted_logits  # noqa: E402
+
+restricted = restricted_logits(logits, freqs)   # the toolkit's: each answer's mean + the projection you wrote
+excluded = excluded_logits(logits, freqs)
 print(f"loss on the training pairs: model {loss_on(logits, train_idx):.3f}, key frequencies only "
       f"{loss_on(restricted, train_idx):.3f}, key frequencies removed {loss_on(excluded, train_idx):.3f} "
       f"(uniform guessing: {math.log(P):.2f}); test loss {loss_on(logits, test_idx):.3f}")

@@ -8,6 +8,7 @@ measures over the training checkpoints that ship with the model.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +42,10 @@ def all_logits(model) -> Tensor:
     return answer_logits(getattr(model, "hf", model), all_pairs()).reshape(P, P, P).cpu().float()
 
 
+@lru_cache(maxsize=256)
 def sum_waves(k: int, p: int = P) -> Tensor:
-    """``[2, p, p]``: cos(w(a + b)) and sin(w(a + b)) over the (a, b) grid, w = 2πk/p, unit norm."""
+    """``[2, p, p]``: cos(w(a + b)) and sin(w(a + b)) over the (a, b) grid, w = 2πk/p, unit norm
+    (cached: do not modify the result)."""
     a = torch.arange(p, dtype=torch.float64)
     s = a[:, None] + a[None, :]
     waves = torch.stack([torch.cos(2 * math.pi * k * s / p), torch.sin(2 * math.pi * k * s / p)])
