@@ -311,3 +311,16 @@ def test_toolkit_edits_equal_the_references(m, lines, mod_logits):
                                centre + ref.project_sum_waves(mod_logits - centre, freqs), atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(excluded_logits(mod_logits, freqs),
                                mod_logits - ref.project_sum_waves(mod_logits, freqs), atol=1e-3, rtol=1e-4)
+
+
+def test_digit_attribution_sums_to_the_digit_logit(m, lines):
+    from course.arithmetic import digit_attribution
+
+    idx = torch.arange(len(lines.prompts))
+    logits = m(lines.tokens)
+    for target, at in (("ones", lines.ones_pos), ("tens", lines.tens_pos)):
+        attr, labels = digit_attribution(m, lines, target)
+        assert attr.shape == (2 + m.cfg.n_layers * (m.cfg.n_heads + 1) + 1, len(lines.prompts)) and len(labels) == len(attr)
+        right = lines.tokens[idx, at]
+        want = logits[idx, at - 1, right] - (m.ln_final_b @ m.W_U)[right]
+        torch.testing.assert_close(attr.sum(0), want, atol=1e-3, rtol=1e-4)

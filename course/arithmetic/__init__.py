@@ -5,6 +5,7 @@ attention to the operand digits, digit patching, a carry probe and heuristic neu
     batch = addition_batch(model, held_out_addition_prompts("test"))
 """
 
+from course.arithmetic.attribution import digit_attribution
 from course.arithmetic.batch import OPERAND_DIGITS, AdditionBatch, addition_batch, answer_correct
 from course.arithmetic.cases import accuracy_by_case, failures
 from course.arithmetic.heuristics import (VARIABLES, classify_neurons, explained_variance, grid_activations,
@@ -12,7 +13,7 @@ from course.arithmetic.heuristics import (VARIABLES, classify_neurons, explained
 from course.arithmetic.operands import digit_patching, operand_attention
 from course.arithmetic.probe import carry_labels, fit_probe, probe_accuracy, probe_grid, ablate_direction, residuals
 
-__all__ = ["OPERAND_DIGITS", "AdditionBatch", "addition_batch", "answer_correct", "accuracy_by_case", "failures",
+__all__ = ["digit_attribution", "OPERAND_DIGITS", "AdditionBatch", "addition_batch", "answer_correct", "accuracy_by_case", "failures",
            "VARIABLES", "classify_neurons", "explained_variance", "grid_activations", "important_neurons",
            "ablate_neurons", "digit_patching", "operand_attention", "carry_labels", "fit_probe", "probe_accuracy",
            "probe_grid", "ablate_direction", "residuals"]

@@ -22,7 +22,7 @@ def residuals(model, batch: AdditionBatch, positions: list[int]) -> Tensor:
     return torch.stack([cache[n][:, positions].cpu() for n in names])
 
 
-def fit_probe(x: Tensor, y: Tensor, steps: int = 300, lr: float = 0.1, weight_decay: float = 1e-3,
+def fit_probe(x: Tensor, y: Tensor, steps: int = 200, lr: float = 0.1, weight_decay: float = 1e-3,
               seed: int = 0) -> tuple[Tensor, Tensor]:
     """Logistic regression, full batch: ``x [n, d]``, ``y [n]`` in {0, 1} -> (w [d], b [])."""
     torch.manual_seed(seed)

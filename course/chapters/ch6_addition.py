@@ -158,7 +158,31 @@ for (d, t), scores in patched.items():
           f"it attends {float(att[l, h, 0 if t == 'ones' else 1, d]):.2f} to that digit")
 
 # %% [markdown]
-# ### 3. The carry
+# ### 3. Who writes each answer digit?
+#
+# Chapter 1's direct logit attribution, per answer digit: at the position predicting the
+# ones (or tens) digit, each head's and each MLP's write goes through the final layer norm
+# (with the scale the model used there) onto the right digit's unembedding. With the norm's
+# bias the components sum to that digit's logit; the toolkit's `digit_attribution` checks
+# nothing away.
+
+# %%
+from course.arithmetic import digit_attribution  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(11, 2.8))
+for i, target in enumerate(("ones", "tens")):
+    attr, names = digit_attribution(model, test, target)          # [component, sum]
+    ax.bar([j + 0.4 * i for j in range(len(names))], attr.mean(1), width=0.4, label=f"{target} digit")
+    top = attr.mean(1).topk(3).indices.tolist()
+    print(f"{target} digit: largest direct writers", ", ".join(f"{names[j]} ({float(attr[j].mean()):.1f})" for j in top),
+          f"of a mean logit {float(attr.sum(0).mean()):.1f} (norm bias left out)")
+ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+ax.set(ylabel="mean direct logit attribution")
+ax.legend(fontsize=7)
+plt.show()
+
+# %% [markdown]
+# ### 4. The carry
 #
 # The tens digit depends on whether the ones digits carry. Is the carry written in the
 # residual stream as a direction? Train a **linear probe** (logistic regression) on the
@@ -226,7 +250,7 @@ print("so the probe's direction " + ("is how the model carries: flattening it br
       "(the carry may be spread over several directions, or read from the operand digits again later)"))
 
 # %% [markdown]
-# ### 4. Neurons as a bag of heuristics
+# ### 5. Neurons as a bag of heuristics
 #
 # Take the neurons of the last layer at the position predicting the ones digit, over a third
 # of all two-digit pairs (those with $b \equiv a \pmod 3$: 2,700 pairs, every pair of ones
