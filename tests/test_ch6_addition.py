@@ -240,6 +240,11 @@ def test_addition_view_matches_generation_and_attention(m):
     assert v.answer == said and v.right == (said == "95")
     assert v.attention.shape == (m.cfg.n_layers, m.cfg.n_heads, 4) and bool((v.attention <= 1).all())
     assert len(v.neurons) == 1
+    b = addition_batch(m, [AdditionPrompt(36, 59)])
+    _, cache = m.run_with_cache(b.tokens)
+    q = int(b.ones_pos[0]) - 1
+    assert v.neurons[0][2] == pytest.approx(float(cache["post", m.cfg.n_layers - 1][0, q, 0]))
+    torch.testing.assert_close(v.attention[0], cache["pattern", 0][0, :, q, b.operand_pos])
     with pytest.raises(ValueError, match="two-digit"):
         addition_view(m, 5, 59)
     w = AdditionExplorer(m, 36, 59)
@@ -261,6 +266,9 @@ def test_fourier_view_picks_a_neuron_at_that_frequency(modular):
     assert k in {(i + 1) // 2, (j + 1) // 2}
     with pytest.raises(ValueError):
         fourier_view(modular, 0)
+    _, cache = modular.run_with_cache(torch.tensor([[5, 7, P]]))
+    assert float(v.attention_grid[5, 7]) == pytest.approx(float(cache["pattern", 0][0, 0, -1, 0]), abs=1e-5)
+    torch.testing.assert_close(v.attention_fourier.pow(2).sum(), v.attention_grid.pow(2).sum(), rtol=1e-4, atol=1e-4)
     w = FourierViewer(modular, k)
     w.freq.value = 2
     assert w.view.freq == 2

@@ -306,7 +306,7 @@ for r in ablations:
           f"{r['most broken ones digit']}")
 
 # %% [markdown]
-# Explore a sum: the answer, the attention from the position predicting its first digit to
+# Explore a sum: the answer, the attention from the position predicting its ones digit to
 # the operand digits, and the classified neurons firing most there.
 
 # %%
@@ -362,6 +362,18 @@ ax[0].set(title="embedding: norm per frequency", xlabel="k")
 ax[1].bar(range(1, P // 2 + 1), share)
 ax[1].set(title="logits: variance along cos/sin(w(a + b))", xlabel="k")
 plt.show()
+from course.fourier import fourier_basis as toolkit_basis  # noqa: E402
+from course.models.modular import all_pairs  # noqa: E402
+
+basis = toolkit_basis(P)[0]
+_, mod_cache = modular.run_with_cache(all_pairs(), names_filter="blocks.0.attn.hook_pattern")
+key_rows = [0] + [2 * k - 1 for k in freqs] + [2 * k for k in freqs]
+for h in range(modular.cfg.n_heads):
+    grid2d = basis @ mod_cache["pattern", 0][:, h, -1, 0].cpu().reshape(P, P) @ basis.T   # attention "=" -> a
+    energy = grid2d.pow(2)
+    energy[0, 0] = 0                                                                 # leave out the mean
+    print(f"head {h}: {float(energy[key_rows][:, key_rows].sum() / energy.sum()):.2f} of its attention's variance over "
+          f"(a, b) lies in the key frequencies (and the constant)")
 print(f"key frequencies (each carries >= 2% of the logits' variance): {freqs}, together "
       f"{float(share[[k - 1 for k in freqs]].sum()):.2f} of it; the embedding's largest norms are at "
       f"{(norms.topk(len(freqs)).indices + 1).sort().values.tolist()}")
@@ -416,8 +428,10 @@ print(f"loss on the training pairs: model {loss_on(logits, train_idx):.3f}, key 
       f"(uniform guessing: {math.log(P):.2f}); test loss {loss_on(logits, test_idx):.3f}")
 
 # %% [markdown]
-# Pick a frequency: the embedding's norm per frequency, the neuron most concentrated at it
-# over $(a, b)$ and its 2-D Fourier coefficients, and the logit of $c = 0$ with its part at
+# Pick a frequency and a head: the embedding's norm per frequency; the head's attention from
+# `=` to $a$ over $(a, b)$ and the sizes of its 2-D Fourier coefficients (a few bright
+# spots: attention too is a function of a few waves); the neuron most concentrated at the
+# frequency, over $(a, b)$ and in the Fourier basis; and the logit of $c = 0$ with its part at
 # that frequency, a wave along the anti-diagonals $a + b$ = const.
 
 # %%

@@ -34,7 +34,7 @@ class _Viewer(widgets.VBox):
 
 @dataclass
 class AdditionView:
-    """``attention [layer, head, 4]``: attention from the position predicting the answer's first
+    """``attention [layer, head, 4]``: attention from the position predicting the answer's ones
     digit to the operand digits; ``neurons``: (layer, neuron, activation, pattern) of the most
     active classified heuristic neurons there."""
 
@@ -57,7 +57,7 @@ def addition_view(model, a: int, b: int, classes: dict | None = None, k: int = 8
     p = AdditionPrompt(a, b)
     said = model.generate(p.text, max_new_tokens=len(model.to_tokens(p.answer, prepend_bos=False)[0]))[len(p.text):]
     batch = addition_batch(model, [p])
-    q = int(batch.tens_pos[0] - 1) if a + b < 100 else int(batch.tens_pos[0] - 2)
+    q = int(batch.ones_pos[0] - 1)          # where the ones digit is predicted (the heuristics' position)
     _, cache = model.run_with_cache(batch.tokens.to(model.device))
     att = torch.stack([cache["pattern", l][0, :, q, batch.operand_pos].cpu() for l in range(model.cfg.n_layers)])
     firing = []
@@ -78,7 +78,7 @@ def addition_html(view: AdditionView) -> str:
         for l in range(view.attention.shape[0]) for h in range(view.attention.shape[1]))
     neurons = "".join(f"<li>L{l}N{n}: {a:.2f} — {html.escape(p)}</li>" for l, n, a, p in view.neurons)
     return (f"<p><b>{view.a} + {view.b} =</b> the model says <b>{html.escape(view.answer)}</b> {mark}</p>"
-            f"<p>attention from the position predicting the answer's first digit:</p>"
+            f"<p>attention from the position predicting the answer's ones digit:</p>"
             f"<table><tr><th>head</th>{head}</tr>{rows}</table>"
             f"<p>heuristic neurons firing most there:</p><ul>{neurons or '<li>(none classified)</li>'}</ul>")
 
@@ -100,10 +100,14 @@ class AdditionExplorer(_Viewer):
 
 @dataclass
 class FourierView:
-    """The embedding's norm per frequency ``[(p-1)/2]``; one neuron's activation over (a, b) and its
-    2-D Fourier coefficients; the logit of answer 0 over (a, b) and its part at ``freq``."""
+    """The embedding's norm per frequency ``[(p-1)/2]``; head ``head``'s attention from ``=`` to ``a``
+    over (a, b) and its 2-D Fourier coefficients' sizes; one neuron's activation over (a, b) and
+    its 2-D Fourier coefficients' sizes; the logit of answer 0 over (a, b) and its part at ``freq``."""
 
     freq: int
+    head: int
+    attention_grid: torch.Tensor
+    attention_fourier: torch.Tensor
     embedding_norms: torch.Tensor
     neuron: int
     neuron_grid: torch.Tensor
@@ -113,36 +117,44 @@ class FourierView:
 
 
 @torch.no_grad()
-def fourier_view(model, freq: int) -> FourierView:
+def fourier_view(model, freq: int, head: int = 0) -> FourierView:
     """``freq`` in 1..(p-1)/2; the neuron shown is the one whose activation is most concentrated at it."""
     from course.fourier import all_logits, fourier_basis, frequency_norms, project_sum_waves
     from course.models.modular import P, all_pairs
 
     if not 1 <= freq <= P // 2:
         raise ValueError(f"the frequency must be 1..{P // 2}; got {freq}.")
-    _, cache = model.run_with_cache(all_pairs(), names_filter="blocks.0.mlp.hook_post")
+    if not 0 <= head < model.cfg.n_heads:
+        raise ValueError(f"the head must be 0..{model.cfg.n_heads - 1}; got {head}.")
+    _, cache = model.run_with_cache(all_pairs(), names_filter=["blocks.0.mlp.hook_post", "blocks.0.attn.hook_pattern"])
     post = cache["post", 0][:, -1].cpu().reshape(P, P, -1)              # [a, b, d_mlp]
+    attention = cache["pattern", 0][:, head, -1, 0].cpu().reshape(P, P)  # from "=" to a
     basis, _ = fourier_basis(P)
     coef = torch.einsum("ia,abn,jb->ijn", basis, post, basis)           # [p, p, d_mlp]
     at = coef[2 * freq - 1:2 * freq + 1].pow(2).sum((0, 1)) + coef[:, 2 * freq - 1:2 * freq + 1].pow(2).sum((0, 1))
     share = at / coef[1:, 1:].pow(2).sum((0, 1)).clamp_min(1e-12)
     n = int(share.argmax())
     logits = all_logits(model)
-    return FourierView(freq, frequency_norms(model.W_E[:P].cpu()), n, post[:, :, n], coef[:, :, n].abs(),
+    return FourierView(freq, head, attention, (basis @ attention @ basis.T).abs(),
+                       frequency_norms(model.W_E[:P].cpu()), n, post[:, :, n], coef[:, :, n].abs(),
                        logits[:, :, 0], project_sum_waves(logits, [freq])[:, :, 0])
 
 
 def fourier_figure(view: FourierView):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 5, figsize=(17, 3.2))
+    fig, ax = plt.subplots(2, 4, figsize=(15, 6.4))
+    ax = ax.flatten()
+    ax[7].axis("off")
     ax[0].bar(range(1, len(view.embedding_norms) + 1), view.embedding_norms)
     ax[0].axvline(view.freq, color="r", lw=0.8)
     ax[0].set(title="embedding: norm per frequency", xlabel="k")
-    for a, img, title in [(ax[1], view.neuron_grid, f"neuron {view.neuron} over (a, b)"),
-                          (ax[2], view.neuron_fourier, f"neuron {view.neuron}: |2-D Fourier|"),
-                          (ax[3], view.logit_grid, "logit of c = 0 over (a, b)"),
-                          (ax[4], view.logit_at_freq, f"its part cos/sin(w(a+b)), k = {view.freq}")]:
+    for a, img, title in [(ax[1], view.attention_grid, f"head {view.head}: attention = -> a"),
+                          (ax[2], view.attention_fourier, f"head {view.head}: |2-D Fourier|"),
+                          (ax[3], view.neuron_grid, f"neuron {view.neuron} over (a, b)"),
+                          (ax[4], view.neuron_fourier, f"neuron {view.neuron}: |2-D Fourier|"),
+                          (ax[5], view.logit_grid, "logit of c = 0 over (a, b)"),
+                          (ax[6], view.logit_at_freq, f"its part cos/sin(w(a+b)), k = {view.freq}")]:
         a.imshow(img, cmap="RdBu_r" if img.min() < 0 else "viridis")
         a.set(title=title, xlabel="b", ylabel="a")
     fig.tight_layout()
@@ -155,10 +167,11 @@ class FourierViewer(_Viewer):
     def __init__(self, model, freq: int = 1, freqs: list[int] | None = None):
         self.model = model
         self.freq = widgets.Dropdown(options=freqs or list(range(1, 57)), value=freq, description="frequency")
-        super().__init__([self.freq])
+        self.head = widgets.Dropdown(options=list(range(model.cfg.n_heads)), value=0, description="head")
+        super().__init__([self.freq, self.head])
 
     def draw(self) -> list:
-        self.view = fourier_view(self.model, self.freq.value)
+        self.view = fourier_view(self.model, self.freq.value, self.head.value)
         return [figure_output(fourier_figure(self.view))]
 
 
