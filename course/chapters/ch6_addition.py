@@ -197,13 +197,13 @@ grid = probe_grid(model, train, test, positions)
 from course.findings_ch6 import best_probe  # noqa: E402
 
 probe = best_probe(grid, positions)
-labels = model.to_str_tokens(test.tokens[0])
+labels = {positions[0]: OPERAND_DIGITS[-1], positions[1]: "' ='", positions[2]: "' ' before the answer"}
 for l in range(grid.shape[0]):
     print(f"stream entering {'block ' + str(l) if l < model.cfg.n_layers else 'the unembedding'}: "
-          + "  ".join(f"{labels[p]!r}: {float(grid[l, i]):.2f}" for i, p in enumerate(positions)))
+          + "  ".join(f"{labels[p]}: {float(grid[l, i]):.2f}" for i, p in enumerate(positions)))
 print(f"best held-out accuracy {probe['best']:.2f} (always guessing the commoner case: "
       f"{max(float(test.carry.float().mean()), 1 - float(test.carry.float().mean())):.2f}); within 0.05 of it first "
-      f"in the stream entering layer {probe['layer']} at {labels[probe['position']]!r} (position {probe['position']})")
+      f"in the stream entering layer {probe['layer']} at {labels[probe['position']]} (position {probe['position']})")
 
 # %% [markdown]
 # A probe shows the carry can be read; it does not show the model reads it there. If the
