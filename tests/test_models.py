@@ -210,9 +210,12 @@ def test_training_ships_the_best_eligible_checkpoint(tmp_path, monkeypatch):
 def test_modular_training_smoke(tmp_path):
     from course.models.modular import ModularConfig, train
 
-    out = train(ModularConfig(steps=3, d_model=16, d_mlp=32, n_head=2), tmp_path)
+    from course.models.modular import load_checkpoints, loss_curve
+
+    out = train(ModularConfig(steps=3, d_model=16, d_mlp=32, n_head=2, loss_every=2, checkpoints="0,2"), tmp_path)
     assert set(out) >= {"train_accuracy", "test_accuracy", "steps_run"}
     assert (tmp_path / "model.safetensors").exists()
+    assert list(load_checkpoints(tmp_path)) == [0, 2] and [r["step"] for r in loss_curve(tmp_path)] == [0, 2]
 
 
 # -- the shipped models meet their floors ---------------------------------------------------------

@@ -39,6 +39,11 @@ class ModularConfig:
     d_mlp: int = 512
     stop_at_test_accuracy: float = 0.999   # stop once grokked (checked every 100 steps)
     threads: int = 1
+    loss_every: int = 10                   # train/test loss logged this often (the grokking curve)
+    checkpoints: str = "0,100,200,300,400,500,600,700"   # steps whose weights ship (float16)
+
+
+CHECKPOINTS_FILE = "checkpoints.safetensors"
 
 
 def all_pairs() -> torch.Tensor:
@@ -91,11 +96,21 @@ def train(cfg: ModularConfig, out: Path) -> dict:
     inputs, targets = all_pairs(), labels(all_pairs())
     train_idx, test_idx = split(cfg.seed, cfg.train_fraction)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    log, t0 = [], time.time()
+    log, curve, snapshots, t0 = [], [], {}, time.time()
+    keep = {int(x) for x in str(cfg.checkpoints).split(",") if x.strip()}
     bar = tqdm(range(cfg.steps), desc="modular addition", mininterval=5)
     for step in bar:
         model.train()
+        if step in keep:     # the weights *before* this step's update: step 0 is the initialization
+            snapshots.update({f"step{step}.{k}": v.detach().to(torch.float16).clone()
+                              for k, v in model.state_dict().items() if not k.endswith("attn.bias")})
         loss = F.cross_entropy(answer_logits(model, inputs[train_idx]), targets[train_idx])
+        if step % cfg.loss_every == 0:
+            with torch.no_grad():
+                model.eval()
+                test_loss = F.cross_entropy(answer_logits(model, inputs[test_idx]), targets[test_idx]).item()
+                model.train()
+            curve.append({"step": step, "train_loss": loss.item(), "test_loss": test_loss})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -114,7 +129,45 @@ def train(cfg: ModularConfig, out: Path) -> dict:
              "wall_seconds": round(time.time() - t0, 1)}
     (out / "training_config.json").write_text(json.dumps({**asdict(cfg), **final}, indent=2))
     (out / "training_log.json").write_text(json.dumps(log))
+    (out / "loss_curve.json").write_text(json.dumps(curve))
+    if snapshots:
+        from safetensors.torch import save_file
+
+        steps = sorted({int(k.split(".")[0][4:]) for k in snapshots})
+        save_file(snapshots, out / CHECKPOINTS_FILE, metadata={"steps": ",".join(map(str, steps))})
     return final
+
+
+def load_checkpoints(path=None) -> dict[int, dict[str, torch.Tensor]]:
+    """The shipped training snapshots: ``{step: state_dict (float32)}``, step 0 the initialization."""
+    from safetensors.torch import load_file
+
+    from course.models.loading import ASSETS
+
+    path = Path(path) if path else ASSETS / "modular-addition"
+    flat = load_file(path / CHECKPOINTS_FILE)
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        step, name = key.split(".", 1)
+        out.setdefault(int(step[4:]), {})[name] = value.float()
+    return dict(sorted(out.items()))
+
+
+def model_at(step: int, path=None):
+    """The modular-addition model (with the lens, on the CPU) as it was at shipped checkpoint ``step``."""
+    import course
+
+    model = course.load_model(str(path) if path else "modular-addition", device="cpu")
+    model.hf.load_state_dict(load_checkpoints(path)[step], strict=False)   # in place: the lens's views stay valid
+    return model
+
+
+def loss_curve(path=None) -> list[dict]:
+    """The train/test loss logged every ``loss_every`` steps while the shipped model trained."""
+    from course.models.loading import ASSETS
+
+    path = Path(path) if path else ASSETS / "modular-addition"
+    return json.loads((path / "loss_curve.json").read_text())
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,8 @@
     LogitLensExplorer(model, "The capital of Velmoria is")
 """
 
+from course.widgets.arithmetic import (AdditionExplorer, AdditionView, FourierView, FourierViewer,
+                                         GrokkingTimeline, GrokkingView, addition_view, fourier_view, grokking_view)
 from course.widgets.attention import AttentionExplorer, AttentionView, attention_view
 from course.widgets.editor import EditView, FactEditor, edit_fact
 from course.widgets.circuits import CircuitMatrix, CircuitViewer, circuit_matrix
@@ -14,7 +16,9 @@ from course.widgets.patching import (IOIBreakdown, IOIExplorer, PatchingExplorer
 from course.widgets.neurons import NeuronCard, NeuronExplorer, neuron_card, neuron_promoting
 from course.widgets.tracing import TraceExplorer, TraceView, trace_view
 
-__all__ = ["AttentionExplorer", "AttentionView", "attention_view", "CircuitMatrix", "CircuitViewer", "circuit_matrix",
+__all__ = ["AdditionExplorer", "AdditionView", "addition_view", "FourierViewer", "FourierView", "fourier_view",
+           "GrokkingTimeline", "GrokkingView", "grokking_view",
+           "AttentionExplorer", "AttentionView", "attention_view", "CircuitMatrix", "CircuitViewer", "circuit_matrix",
            "AttributionExplorer", "AttributionTable", "attribution_table",
            "LogitLensExplorer", "LogitLensTable", "logit_lens_table", "EditView", "FactEditor", "edit_fact",
            "IOIBreakdown", "IOIExplorer", "PatchingExplorer", "PatchingMap", "head_attention", "ioi_breakdown",

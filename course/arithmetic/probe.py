@@ -1,0 +1,76 @@
+"""A linear probe for the carry, by layer and position, and ablating the direction it finds."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from course.arithmetic.batch import AdditionBatch, answer_correct
+
+
+def carry_labels(batch: AdditionBatch) -> Tensor:
+    """``[n]`` float: 1 where the ones digits carry into the tens."""
+    return batch.carry.float()
+
+
+@torch.no_grad()
+def residuals(model, batch: AdditionBatch, positions: list[int]) -> Tensor:
+    """``[layer + 1, n, len(positions), d_model]``: the stream entering each block, and after the last."""
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
+    names.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    _, cache = model.run_with_cache(batch.tokens.to(model.device), names_filter=names)
+    return torch.stack([cache[n][:, positions].cpu() for n in names])
+
+
+def fit_probe(x: Tensor, y: Tensor, steps: int = 200, lr: float = 0.1, weight_decay: float = 1e-3,
+              seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Logistic regression, full batch: ``x [n, d]``, ``y [n]`` in {0, 1} -> (w [d], b [])."""
+    torch.manual_seed(seed)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr, weight_decay=weight_decay)
+    z = (x - mean) / std
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y.float())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    w_raw = (w / std).detach()
+    return w_raw, (b - (mean * w_raw).sum()).detach()
+
+
+def probe_accuracy(x: Tensor, y: Tensor, w: Tensor, b: Tensor) -> float:
+    return float(((x @ w + b > 0).float() == y.float()).float().mean())
+
+
+def probe_grid(model, train: AdditionBatch, test: AdditionBatch, positions: list[int]) -> Tensor:
+    """``[layer + 1, len(positions)]``: held-out accuracy of a carry probe trained at each point."""
+    xs, xt = residuals(model, train, positions), residuals(model, test, positions)
+    ys, yt = carry_labels(train), carry_labels(test)
+    out = torch.zeros(xs.shape[0], len(positions))
+    for l in range(xs.shape[0]):
+        for i in range(len(positions)):
+            w, b = fit_probe(xs[l, :, i], ys)
+            out[l, i] = probe_accuracy(xt[l, :, i], yt, w, b)
+    return out
+
+
+def ablate_direction(model, batch: AdditionBatch, direction: Tensor, layer: int, from_pos: int,
+                     mean_value: float | None = None) -> Tensor:
+    """``answer_correct`` with the stream entering ``layer`` (or after the last block, when
+    ``layer == n_layers``) set to ``mean_value`` along ``direction`` (unit-normalized) at every
+    position from ``from_pos`` on; ``mean_value`` defaults to the batch's mean projection there."""
+    d = (direction / direction.norm()).to(model.device)
+    name = (f"blocks.{layer}.hook_resid_pre" if layer < model.cfg.n_layers
+            else f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    if mean_value is None:
+        mean_value = float((residuals(model, batch, [from_pos])[layer, :, 0].to(model.device) @ d).mean())
+
+    def hook(x, hook):
+        x = x.clone()
+        proj = x[:, from_pos:] @ d
+        x[:, from_pos:] += (mean_value - proj)[..., None] * d
+        return x
+    return answer_correct(model, batch, fwd_hooks=[(name, hook)])

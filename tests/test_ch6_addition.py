@@ -1,0 +1,334 @@
+"""Chapter 6: references against independent computations, checks on right and wrong answers,
+the toolkit (arithmetic, fourier), the widgets' pure functions, the shipped grokking
+checkpoints and the chapter's findings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course.arithmetic import (accuracy_by_case, addition_batch, answer_correct, classify_neurons, digit_patching,
+                               explained_variance, fit_probe, operand_attention, probe_accuracy, residuals)
+from course.checks import ch6_addition as check
+from course.data.addition import AdditionPrompt, addition_split, held_out_addition_prompts
+from course.findings_ch6 import best_probe, grokking_phases
+from course.fourier import (all_logits, excluded_logits, fourier_basis, frequency_norms, key_frequencies, loss_on,
+                            progress_measures, restricted_logits, sum_wave_share)
+from course.models.modular import P, load_checkpoints, loss_curve, model_at, split
+from course.widgets import (AdditionExplorer, FourierViewer, GrokkingTimeline, addition_view, fourier_view,
+                            grokking_view)
+from solutions import ch6_addition as ref
+from tests.check_contract import contract_tests
+
+test_reference_passes_stub_does_not, test_a_wrong_answer_fails, test_known_mistakes_are_diagnosed = \
+    contract_tests(check, ref)
+
+
+@pytest.fixture(autouse=True)
+def grad_off():
+    with torch.no_grad():
+        yield
+
+
+@pytest.fixture(scope="module")
+def lines(m):
+    return addition_batch(m, held_out_addition_prompts("test")[:60])
+
+
+@pytest.fixture(scope="module")
+def modular():
+    import course
+
+    return course.load_model("modular-addition", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def mod_logits(modular):
+    return all_logits(modular)
+
+
+# -- references against independent computations --------------------------------------------
+
+def test_answer_right_matches_greedy_generation(m, lines):
+    got = ref.answer_right(m(lines.tokens), lines.tokens, lines.answer_mask)
+    for p, ok in zip(lines.prompts[:25], got.tolist()):
+        said = m.generate(p.text, max_new_tokens=len(m.to_tokens(p.answer, prepend_bos=False)[0]))[len(p.text):]
+        # greedy decoding of a right sum writes exactly it; teacher forcing and greedy agree when right
+        if ok:
+            assert said.startswith(p.answer)
+        else:
+            assert not said.startswith(p.answer)
+
+
+def test_attention_to_matches_a_loop(m, lines):
+    _, cache = m.run_with_cache(lines.tokens)
+    pattern = cache["pattern", 0]
+    got = ref.attention_to(pattern, lines.ones_pos - 1, lines.operand_pos)
+    for h in range(m.cfg.n_heads):
+        for j, k in enumerate(lines.operand_pos):
+            want = sum(float(pattern[i, h, int(lines.ones_pos[i]) - 1, k]) for i in range(len(lines.prompts)))
+            assert float(got[h, j]) == pytest.approx(want / len(lines.prompts), abs=1e-5)
+    torch.testing.assert_close(operand_attention(m, lines)[0, :, 0], got)     # the toolkit agrees
+
+
+def test_set_component_sets_the_projection_and_keeps_the_rest():
+    g = torch.Generator().manual_seed(0)
+    x, d = torch.randn(5, 7, generator=g), torch.randn(7, generator=g)
+    y = ref.set_component(x, d, 2.5)
+    u = d / d.norm()
+    torch.testing.assert_close(y @ u, torch.full((5,), 2.5))
+    q, _ = torch.linalg.qr(torch.cat([u[:, None], torch.randn(7, 6, generator=g)], 1))
+    torch.testing.assert_close((y - x) @ q[:, 1:], torch.zeros(5, 6), atol=1e-5, rtol=0)   # orthogonal part unchanged
+
+
+def test_explained_variance_matches_a_one_way_anova_loop():
+    g = torch.Generator().manual_seed(1)
+    acts, groups = torch.randn(40, 3, generator=g), torch.randint(0, 4, (40,), generator=g)
+    got = ref.explained_variance(acts, groups)
+    for n in range(3):
+        x = acts[:, n].double()
+        between = sum(int((groups == k).sum()) * (float(x[groups == k].mean()) - float(x.mean())) ** 2
+                      for k in groups.unique())
+        assert float(got[n]) == pytest.approx(between / float(((x - x.mean()) ** 2).sum()), abs=1e-5)
+    torch.testing.assert_close(explained_variance(acts, groups), got)         # the toolkit agrees
+
+
+def test_fourier_basis_is_orthonormal_and_matches_numpy_fft():
+    import numpy as np
+
+    b = ref.fourier_basis(13)
+    torch.testing.assert_close(b @ b.T, torch.eye(13), atol=1e-5, rtol=0)
+    f = np.fft.rfft(np.eye(13), axis=1)                    # row x -> its DFT: cos and -sin parts
+    torch.testing.assert_close(b[3] / b[3].norm(), torch.tensor(f[:, 2].real / np.linalg.norm(f[:, 2].real)).float())
+    torch.testing.assert_close(ref.fourier_basis(P), fourier_basis(P)[0])
+
+
+def test_project_sum_waves_recovers_a_planted_wave_and_is_a_projection():
+    p = 11
+    a = torch.arange(p).float()
+    s = a[:, None] + a[None, :]
+    c = torch.arange(p).float()
+    wave = torch.cos(2 * math.pi * 2 * (s[:, :, None] - c) / p)          # cos(w(a + b - c))
+    torch.testing.assert_close(ref.project_sum_waves(wave, [2]), wave, atol=1e-4, rtol=0)
+    assert float(ref.project_sum_waves(wave, [3]).abs().max()) < 1e-4
+    noise = torch.randn(p, p, 3, generator=torch.Generator().manual_seed(2))
+    once = ref.project_sum_waves(noise, [1, 4])
+    torch.testing.assert_close(ref.project_sum_waves(once, [1, 4]), once, atol=1e-4, rtol=0)
+
+
+# -- the toolkit -------------------------------------------------------------------------------
+
+def test_addition_batch_places_the_digits(m):
+    b = addition_batch(m, [AdditionPrompt(36, 59), AdditionPrompt(75, 48)])
+    for i, p in enumerate(b.prompts):
+        toks = m.to_str_tokens(b.tokens[i])
+        assert [toks[k].strip() for k in b.operand_pos] == list(f"{p.a}{p.b}")
+        assert toks[int(b.ones_pos[i])] == str(p.a + p.b)[-1] and toks[int(b.tens_pos[i])] == str(p.a + p.b)[-2]
+        assert "".join(t for t, k in zip(toks, b.answer_mask[i]) if k) == str(p.a + p.b)
+
+
+def test_accuracy_table_counts_every_case(m, lines):
+    rows = {r["case"]: r for r in accuracy_by_case(m, lines)}
+    assert rows["carry"]["n"] + rows["no carry"]["n"] == rows["all"]["n"] == len(lines.prompts)
+    whole = ref.answer_right(m(lines.tokens), lines.tokens, lines.answer_mask)
+    assert rows["all"]["accuracy"] == pytest.approx(float(whole.float().mean()))
+
+
+def test_digit_patching_matches_patching_one_head_by_hand(m):
+    from course.arithmetic.operands import _changed
+    import random
+
+    prompts = held_out_addition_prompts("test")[:30]
+    got = digit_patching(m, prompts, 3, "ones", seed=5)
+    assert got.shape == (m.cfg.n_layers, m.cfg.n_heads) and torch.isfinite(got).all()
+    rng = random.Random(5)
+    pairs = [(p, _changed(p, 3, rng)) for p in prompts]
+    pairs = [(p, q) for p, q in pairs if len(str(p.a + p.b)) == len(str(q.a + q.b)) and (p.a + p.b) % 10 != (q.a + q.b) % 10]
+    layer, head = m.cfg.n_layers - 1, int(got[-1].abs().argmax())
+    base = full = moved = 0.0
+    for p, q in pairs:                                  # one prompt at a time, the plain way
+        clean, other = m.to_tokens(p.text + p.answer), m.to_tokens(q.text + q.answer)
+        at = clean.shape[1] - 1                          # the ones digit is the last token
+        good, bad = int(clean[0, at]), int(other[0, at])
+        _, cache = m.run_with_cache(other, names_filter=f"blocks.{layer}.attn.hook_z")
+
+        def patch(z, hook):
+            z = z.clone()
+            z[0, at - 1, head] = cache["z", layer][0, at - 1, head]
+            return z
+        for logits, acc in ((m(clean), "base"), (m(other), "full"),
+                            (m.run_with_hooks(clean, [(f"blocks.{layer}.attn.hook_z", patch)]), "moved")):
+            d = float(logits[0, at - 1, bad] - logits[0, at - 1, good])
+            base, full, moved = (base + d, full, moved) if acc == "base" else \
+                (base, full + d, moved) if acc == "full" else (base, full, moved + d)
+    assert float(got[layer, head]) == pytest.approx((moved - base) / (full - base), abs=1e-3)
+    with pytest.raises(ValueError):
+        digit_patching(m, prompts, 0, "ones")          # a tens digit never changes the ones digit
+
+
+def test_probe_learns_a_planted_direction():
+    g = torch.Generator().manual_seed(3)
+    x, d = torch.randn(400, 10, generator=g), torch.randn(10, generator=g)
+    y = (x @ d > 0).float()
+    w, b = fit_probe(x[:300], y[:300])
+    assert probe_accuracy(x[300:], y[300:], w, b) > 0.95
+
+
+def test_classify_neurons_finds_planted_patterns():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randint(10, 100, (2000,), generator=g), torch.randint(10, 100, (2000,), generator=g)
+    acts = torch.randn(2000, 3, generator=g) * 0.05
+    acts[:, 0] += ((a + b) % 10 == 3).float()
+    acts[:, 1] += (a // 10).float()
+    found = classify_neurons(acts, a, b, torch.tensor([0, 1, 2]))
+    assert found[0][1] == "sum mod 10 (ones of a + b)" and found[1][1] == "a range (tens of a)"
+    assert found[2][1] == "unclassified"
+
+
+# -- the modular model and its shipped checkpoints ---------------------------------------------
+
+def test_modular_key_frequencies_alone_reproduce_the_loss(mod_logits, modular):
+    freqs = key_frequencies(modular)
+    train, test = split()
+    model_loss = loss_on(mod_logits, train)
+    assert loss_on(restricted_logits(mod_logits, freqs), train) < 0.2
+    assert loss_on(excluded_logits(mod_logits, freqs), train) > 10 * max(model_loss, 0.05)
+    share = sum_wave_share(mod_logits)
+    assert float(share[[k - 1 for k in freqs]].sum()) > 0.5 and len(freqs) < 20
+    # the embedding is concentrated at the same frequencies
+    norms = frequency_norms(modular.W_E[:P].cpu())
+    assert float(norms[[k - 1 for k in freqs]].mean()) > 2 * float(norms.median())
+
+
+def test_shipped_checkpoints_are_small_and_end_at_the_shipped_model(modular):
+    from course.models.loading import ASSETS
+
+    path = ASSETS / "modular-addition" / "checkpoints.safetensors"
+    assert path.stat().st_size < 5 * 2**20
+    states = load_checkpoints()
+    assert 6 <= len(states) <= 12 and list(states)[0] == 0
+    last = model_at(list(states)[-1])
+    # the last snapshot is one step before the shipped model: nearly the same logits
+    assert float((all_logits(last) - all_logits(modular)).abs().max()) < 1.0
+
+
+def test_grokking_phases_from_the_shipped_files(modular):
+    freqs = key_frequencies(modular)
+    measures = progress_measures(freqs)
+    curve = loss_curve()
+    phases = grokking_phases(curve, measures)
+    assert phases["test_loss_when_memorized"] > 0.5 * phases["test_loss_at_start"]     # memorized, not general
+    assert phases["memorized"] < phases["circuit_formed"] <= phases["grokked"] + 100    # the three phases in order
+    at = {m["step"]: m for m in measures}[phases["circuit_formed"]]
+    assert at["excluded_loss"] > 10 * at["train_loss"]        # from then the model needs the key frequencies
+    assert measures[-1]["restricted_loss"] < 0.2 and measures[-1]["test_loss"] < 0.1
+    norms = [m["weight_norm"] for m in measures if m["step"] >= phases["circuit_formed"]]
+    assert phases["weight_norm_falls_after_formation"] == (norms[-1] < max(norms))
+    # the loss curve's test loss at each checkpoint is the checkpoint's own, up to its float16 rounding
+    for m in measures:
+        row = next(r for r in curve if r["step"] == m["step"])
+        assert row["test_loss"] == pytest.approx(m["test_loss"], rel=0.2, abs=0.02)
+
+
+# -- widgets --------------------------------------------------------------------------------------
+
+def test_addition_view_matches_generation_and_attention(m):
+    v = addition_view(m, 36, 59, classes={(m.cfg.n_layers - 1, 0): "x"})
+    said = m.generate("calc: 36 + 59 =", max_new_tokens=3)[len("calc: 36 + 59 ="):].strip()
+    assert v.answer == said and v.right == (said == "95")
+    assert v.attention.shape == (m.cfg.n_layers, m.cfg.n_heads, 4) and bool((v.attention <= 1).all())
+    assert len(v.neurons) == 1
+    b = addition_batch(m, [AdditionPrompt(36, 59)])
+    _, cache = m.run_with_cache(b.tokens)
+    q = int(b.ones_pos[0]) - 1
+    assert v.neurons[0][2] == pytest.approx(float(cache["post", m.cfg.n_layers - 1][0, q, 0]))
+    torch.testing.assert_close(v.attention[0], cache["pattern", 0][0, :, q, b.operand_pos])
+    with pytest.raises(ValueError, match="two-digit"):
+        addition_view(m, 5, 59)
+    w = AdditionExplorer(m, 36, 59)
+    w.a.value = 12
+    assert w.view.a == 12 and "12 + 59" in w.out.children[0].value
+    w.a.max = 200
+    w.a.value = 150
+    assert "two-digit" in w.status.value
+
+
+def test_fourier_view_picks_a_neuron_at_that_frequency(modular):
+    k = key_frequencies(modular)[0]
+    v = fourier_view(modular, k)
+    assert v.neuron_grid.shape == (P, P) and v.logit_at_freq.shape == (P, P)
+    # the chosen neuron's largest 2-D Fourier coefficient (outside the constant) is at frequency k
+    coef = v.neuron_fourier.clone()
+    coef[0, 0] = 0
+    i, j = divmod(int(coef.argmax()), P)
+    assert k in {(i + 1) // 2, (j + 1) // 2}
+    with pytest.raises(ValueError):
+        fourier_view(modular, 0)
+    _, cache = modular.run_with_cache(torch.tensor([[5, 7, P]]))
+    assert float(v.attention_grid[5, 7]) == pytest.approx(float(cache["pattern", 0][0, 0, -1, 0]), abs=1e-5)
+    torch.testing.assert_close(v.attention_fourier.pow(2).sum(), v.attention_grid.pow(2).sum(), rtol=1e-4, atol=1e-4)
+    w = FourierViewer(modular, k)
+    w.freq.value = 2
+    assert w.view.freq == 2
+
+
+def test_grokking_view_and_timeline(modular):
+    measures = progress_measures(key_frequencies(modular))
+    v = grokking_view(measures[0]["step"], measures)
+    torch.testing.assert_close(v.embedding_norms, frequency_norms(load_checkpoints()[0]["transformer.wte.weight"][:P]))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        grokking_view(12345, measures)
+    w = GrokkingTimeline(measures)
+    w.step.value = measures[1]["step"]
+    assert w.view.step == measures[1]["step"] and not w.status.value
+
+
+# -- the chapter's findings -----------------------------------------------------------------------
+
+def test_finding_the_carry_probe_beats_the_base_rate(m):
+    train = addition_batch(m, [AdditionPrompt(a, b) for a, b in sorted(addition_split()[0])[::12]])
+    test = addition_batch(m, held_out_addition_prompts("test"))
+    from course.arithmetic import probe_grid
+
+    positions = [test.operand_pos[-1], test.operand_pos[-1] + 1, test.operand_pos[-1] + 2]
+    grid = probe_grid(m, train, test, positions)
+    best = best_probe(grid, positions)
+    base = max(float(test.carry.float().mean()), 1 - float(test.carry.float().mean()))
+    assert best["best"] > base + 0.2 and best["accuracy"] >= best["best"] - 0.05
+    assert grid[0].max() < best["best"]      # better after some layers than from the embeddings alone
+
+
+def test_toolkit_edits_equal_the_references(m, lines, mod_logits):
+    from course.arithmetic import ablate_direction
+
+    d = torch.randn(m.cfg.d_model, generator=torch.Generator().manual_seed(6))
+    layer, pos = 1, lines.operand_pos[-1]
+    value = float((residuals(m, lines, [pos])[layer, :, 0] @ (d / d.norm())).mean())
+
+    def hook(x, hook):
+        x = x.clone()
+        x[:, pos:] = ref.set_component(x[:, pos:], d, value)
+        return x
+    want = answer_correct(m, lines, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", hook)])
+    assert torch.equal(ablate_direction(m, lines, d, layer, pos), want)
+    freqs = [3, 17]
+    centre = mod_logits.mean((0, 1), keepdim=True)
+    torch.testing.assert_close(restricted_logits(mod_logits, freqs),
+                               centre + ref.project_sum_waves(mod_logits - centre, freqs), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(excluded_logits(mod_logits, freqs),
+                               mod_logits - ref.project_sum_waves(mod_logits, freqs), atol=1e-3, rtol=1e-4)
+
+
+def test_digit_attribution_sums_to_the_digit_logit(m, lines):
+    from course.arithmetic import digit_attribution
+
+    idx = torch.arange(len(lines.prompts))
+    logits = m(lines.tokens)
+    for target, at in (("ones", lines.ones_pos), ("tens", lines.tens_pos)):
+        attr, labels = digit_attribution(m, lines, target)
+        assert attr.shape == (2 + m.cfg.n_layers * (m.cfg.n_heads + 1) + 1, len(lines.prompts)) and len(labels) == len(attr)
+        right = lines.tokens[idx, at]
+        want = logits[idx, at - 1, right] - (m.ln_final_b @ m.W_U)[right]
+        torch.testing.assert_close(attr.sum(0), want, atol=1e-3, rtol=1e-4)
