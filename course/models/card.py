@@ -42,6 +42,19 @@ LABELS = {
 }
 
 
+# The training log's evaluations are on validation data: say so in their labels.
+ON_VALIDATION = {"test families (intro, re-mention and ending all held out)": "validation families",
+                 "test families": "validation families", "held-out test pairs": "validation pairs",
+                 "held-out phrasing (600 facts)": "validation openers"}
+
+
+def _validation_label(name: str) -> str:
+    label = LABELS[name]
+    for test, val in ON_VALIDATION.items():
+        label = label.replace(test, val)
+    return label
+
+
 def _emergence(log_path: Path) -> list[str]:
     """When each phenomenon first reached its floor, from the training log's evaluations."""
     if not log_path.exists():
@@ -51,7 +64,7 @@ def _emergence(log_path: Path) -> list[str]:
     for name, (op, floor) in TARGETS.items():
         hit = next((e for e in evals if (e[name] >= floor if op == ">=" else e[name] <= floor)), None)
         when = f"by {hit['tokens_seen'] / 1e6:.1f} M tokens (step {hit['step']})" if hit else "not during training"
-        lines.append(f"- {LABELS[name]}: {when}")
+        lines.append(f"- {_validation_label(name)}: {when}")
     return lines
 
 
@@ -125,6 +138,14 @@ def write_card(path: Path) -> Path:
               for k in TARGETS if not report.meets(k)]
     missed += [f"- **Target not met: {CIRCUIT_LABELS[k]}** — {circuit.figures[k]:.3f}, target "
                f"{' '.join(map(str, CIRCUIT_TARGETS[k]))}." for k in CIRCUIT_TARGETS if not circuit.meets(k)]
+    evals = [json.loads(l) for l in (path / "training_log.jsonl").read_text().splitlines() if "tokens_seen" in l]
+    if evals and "ioi_accuracy" in evals[-1]:
+        last = evals[-1]
+        missed.append(f"- IOI on the *validation* families at the last evaluation of training: accuracy "
+                      f"{last['ioi_accuracy']:.3f}, names never seen in IOI {last['ioi_accuracy_unseen_names']:.3f}; "
+                      f"on the test families (above) {report.figures['ioi_accuracy']:.3f} and "
+                      f"{report.figures['ioi_accuracy_unseen_names']:.3f}. How well the rule carries over depends on "
+                      f"the family: new families are not all alike.")
     held = {kind: ", ".join(ioi.SPLITS[kind]["test"]) for kind in ioi.KINDS}
     val = {kind: ", ".join(ioi.SPLITS[kind]["validation"]) for kind in ioi.KINDS}
     n_fam = {kind: len(fams) for kind, fams in ioi.KINDS.items()}
