@@ -34,7 +34,7 @@ def graded(tmp_path_factory):
         e.make(release, source, course_dir / "submitted" / e.student / ASSIGNMENT)
     victim = course_dir / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     victim_before = victim.read_text()
-    results = runner.autograde(course_dir, ASSIGNMENT, workers=2, cell_timeout=10, memory_gib=3.0)
+    results = runner.autograde(course_dir, ASSIGNMENT, workers=2, cell_timeout=20, memory_gib=3.0)
     return course_dir, entries, {r.student: r for r in results}, victim_before
 
 
