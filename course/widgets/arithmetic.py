@@ -19,6 +19,7 @@ class _Viewer(widgets.VBox):
         for w in controls:
             w.observe(lambda change: self.refresh(), names="value")
         super().__init__([widgets.HBox(controls), self.status, self.out])
+        self.add_class("course-explorer")   # how the book and its browser test find every explorer
         self.refresh()
 
     def draw(self) -> list:
