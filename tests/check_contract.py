@@ -41,3 +41,18 @@ def contract_tests(check, ref):
         assert result.status == "fail" and f"Likely cause: {words}" in result.message
 
     return test_reference_passes_stub_does_not, test_a_wrong_answer_fails, test_known_mistakes_are_diagnosed
+
+
+def shipped_values_test(check, ref):
+    """A classroom release has no reference: the checks fall back to the shipped expected
+    values, and still pass the reference's answers and fail the first listed mistake."""
+
+    @pytest.mark.parametrize("name", list(check.EXERCISES))
+    def test_checks_fall_back_to_the_shipped_values(monkeypatch, name):
+        from course.checks.core import Exercise
+
+        monkeypatch.setattr(Exercise, "reference", lambda self: None)      # no solutions installed
+        assert getattr(check, name)(getattr(ref, name), quiet=True).passed
+        assert not getattr(check, name)(check.EXERCISES[name].causes[0][0], quiet=True).passed
+
+    return test_checks_fall_back_to_the_shipped_values
