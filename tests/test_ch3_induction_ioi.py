@@ -47,7 +47,7 @@ def group(m, data):
     def metric(logits):
         return normalized(logit_diff(logits, end, io, s).mean(), ld_clean, ld_abc)
 
-    return {"rows": rows, "clean": clean, "abc": abc, "cache": cache, "metric": metric}
+    return {"rows": rows, "clean": clean, "abc": abc, "cache": cache, "metric": metric, "end": end}
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,11 @@ def test_patch_every_head_matches_a_loop_of_single_head_patches(m, group):
             want = group["metric"](patch_heads(m, group["abc"], [(layer, head)], z))
             assert float(got[layer, head]) == pytest.approx(float(want), abs=1e-4)
     torch.testing.assert_close(got, patch_sweep(m, group["abc"], group["cache"], group["metric"]), atol=1e-4, rtol=1e-3)
+    # The toolkit's sweep, told where the metric reads (the chapter's call), equals the same loop.
+    loop = torch.tensor([[float(group["metric"](patch_heads(m, group["abc"], [(l, h)], z)))
+                          for h in range(m.cfg.n_heads)] for l in range(m.cfg.n_layers)])
+    torch.testing.assert_close(patch_sweep(m, group["abc"], group["cache"], group["metric"], positions=group["end"]),
+                               loop, atol=1e-5, rtol=1e-4)
 
 
 def test_attribution_patching_is_the_derivative_along_the_patch(m, group):
@@ -342,5 +347,6 @@ def test_finding_circuit_classes_and_comparison_read_the_report(m, report):
 
 @pytest.mark.usefixtures("grad_off")
 def test_patching_speedup_measures_the_same_map(m, group):
-    b = patching_speedup(m, group["abc"], group["cache"], group["metric"], repeats=1)
+    b = patching_speedup(m, group["abc"], group["cache"], group["metric"], repeats=1, positions=group["end"])
     assert b["max_difference"] < 1e-4 and b["batched"] > 0 and b["loop"] > 0
+    assert b["speedup"] == pytest.approx(b["loop"] / b["batched"])

@@ -98,3 +98,46 @@ def test_ioi_dataset_positions_point_at_the_names(model):
     assert torch.equal(diff[:, 0], rows) and torch.equal(diff[:, 1], data.s2_pos)
     for g in data.group.unique():
         assert data.end_pos[data.group == g].unique().numel() == 1
+
+
+@torch.no_grad()
+def test_head_sweep_equals_a_loop_of_single_head_patches(tiny, pair):
+    """The batched head sweep (prefix kept, later layers only, the end only) against one forward pass per head,
+    with the metric read at a different position in each prompt, and a corruption part-way through."""
+    from course.patching import patch_sweep
+    clean, corrupt = pair
+    _, cache = tiny.run_with_cache(clean)
+    end = torch.tensor([11, 9, 7])
+    good, bad = clean[:, 1], clean[:, 2]
+
+    ld_clean, ld_corrupt = (float(logit_diff(tiny(t), end, good, bad).mean()) for t in (clean, corrupt))
+
+    def metric(logits):                                           # 0 = corrupted, 1 = clean
+        return normalized(logit_diff(logits, end, good, bad).mean(), ld_clean, ld_corrupt)
+
+    z = {l: cache["z", l] for l in range(tiny.cfg.n_layers)}
+    want = torch.tensor([[float(metric(patch_heads(tiny, corrupt, [(l, h)], z))) for h in range(tiny.cfg.n_heads)]
+                         for l in range(tiny.cfg.n_layers)])
+    base = float(metric(tiny(corrupt)))
+    assert want.std() > 1e-2                                      # the heads' patches differ: a map to get right
+    # The random model's logit differences are ~1e-4, so float32 rounding shows at ~1e-4 of the normalized map.
+    for positions in (None, end, end[:, None]):
+        torch.testing.assert_close(patch_sweep(tiny, corrupt, cache, metric, positions=positions), want,
+                                   atol=5e-4, rtol=0)
+    # Patching from the corrupted run itself changes nothing, and no position is recomputed.
+    _, same = tiny.run_with_cache(corrupt)
+    torch.testing.assert_close(patch_sweep(tiny, corrupt, same, metric, positions=end),
+                               torch.full((tiny.cfg.n_layers, tiny.cfg.n_heads), base), atol=5e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_head_sweep_metric_reading_elsewhere_sees_nan(tiny, pair):
+    """Told the metric reads the last position, the sweep computes logits only there: reading
+    another position gives NaN, never a wrong number."""
+    from course.patching import patch_sweep
+    clean, corrupt = pair
+    _, cache = tiny.run_with_cache(clean)
+    got = patch_sweep(tiny, corrupt, cache, lambda logits: logits[:, -2, 0].mean(), positions=clean.shape[1] - 1)
+    assert got.isnan().all()
+    with pytest.raises(ValueError, match="head sweep"):
+        patch_sweep(tiny, corrupt, cache, lambda logits: logits.sum(), "resid_pre", positions=3)

@@ -457,13 +457,18 @@ check.patch_every_head(patch_every_head, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The toolkit's `course.patching.patch_sweep` does the same batched patching for every head,
-# and for the residual stream, the attention outputs and the MLP outputs (one forward pass per
-# layer for all positions); `benchmarks/patching.py` times batched against looped head patching.
+# The toolkit's `course.patching.patch_sweep` does the same for every head, and for the residual
+# stream, the attention outputs and the MLP outputs (one forward pass per layer for all
+# positions). For heads it also skips work an exact answer does not need: it runs the ABC prompts
+# once and, per layer, only what follows the patched heads; only from the first position where a
+# clean and an ABC head output differ (attention is causal); and, told where the metric reads
+# (`positions=end`), the last layer and the unembedding there only. `benchmarks/patching.py`
+# times it against a loop of single-head patches.
 
 # %%
-exact = {what: patching.patch_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
-         for what in ("heads", "resid_pre", "attn_out", "mlp_out")}
+exact = {"heads": patching.patch_sweep(model, abc_tokens, clean_cache, ioi_metric, "heads", positions=end)}
+exact.update({what: patching.patch_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
+              for what in ("resid_pre", "attn_out", "mlp_out")})
 fig, axes = plt.subplots(1, 4, figsize=(16, 0.35 * n_pos + 1.5), gridspec_kw={"width_ratios": [1, 1, 1, 1.2]})
 for ax, what in zip(axes, ("resid_pre", "attn_out", "mlp_out")):
     ax.imshow(exact[what].T, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
@@ -630,7 +635,7 @@ IOIExplorer(model, report)
 # %%
 from course.findings_ch3 import patching_speedup  # noqa: E402
 
-bench = patching_speedup(model, abc_tokens, clean_cache, ioi_metric, repeats=1)
+bench = patching_speedup(model, abc_tokens, clean_cache, ioi_metric, repeats=1, positions=end)
 print(f"Closing note: batched head patching {bench['batched']:.2f} s against {bench['loop']:.2f} s for a loop of "
       f"single-head patches ({bench['speedup']:.1f}x on this machine; `python benchmarks/patching.py` for more); "
       f"circuit faithfulness {report.figures['outside_ablated_kept']:.2f}. This notebook ran in "

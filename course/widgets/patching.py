@@ -61,7 +61,8 @@ def patching_map(model, data, group: int = 0, metric: str = METRICS[0], what: st
 
     _, cache = model.run_with_cache(clean)
     if method == METHODS[0]:
-        values = patch_sweep(model, abc, cache, fn, what, progress=progress)
+        values = patch_sweep(model, abc, cache, fn, what, progress=progress,
+                             positions=end if what == "heads" else None)
     else:
         with torch.enable_grad():
             values = attribution_sweep(model, abc, cache, fn, what)
