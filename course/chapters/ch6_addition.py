@@ -287,15 +287,11 @@ check.carry_direction(carry_direction, hidden=True, quiet=True).require()
 # at most 0.05 of the others.
 
 # %%
-from course.arithmetic.probe import stream_name, stream_at_digit  # noqa: E402
+from course.arithmetic.probe import stream_name  # noqa: E402
 from course.findings_ch6 import carry_switch  # noqa: E402
 
 validation = addition_batch(model, held_out_addition_prompts("validation"))
-switch = carry_switch(model, train, validation, test, n_controls=3)
-x_carry = stream_at_digit(model, train, switch["hook"])
-same = torch.nn.functional.cosine_similarity(carry_direction(x_carry, train.carry), x_carry[train.carry].mean(0)
-                                             - x_carry[~train.carry].mean(0), dim=0)
-print(f"your carry_direction at {switch['hook']} agrees with the toolkit's (cosine {float(same):.2f})")
+switch = carry_switch(model, train, validation, test, n_controls=3)   # the toolkit's carry_direction inside
 print(f"selectivity by layer (carry sums lost minus others lost, validation): "
       f"{[round(s, 2) for s in switch['selectivity_by_layer']]} -> layer {switch['layer']}")
 print(f"{'accuracy on test sums':34s}{'carry':>7s}{'no carry':>10s}")
