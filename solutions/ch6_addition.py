@@ -39,6 +39,14 @@ def set_component(x: Tensor, direction: Tensor, value: float) -> Tensor:
     return x + (value - x @ u)[..., None] * u
 
 
+def carry_direction(x: Tensor, carry: Tensor) -> Tensor:
+    """The mean of ``x`` over the carry sums minus its mean over the others.
+
+    x: [n, d] streams; carry: [n] bool. Returns [d], pointing from "no carry" to "carry".
+    """
+    return x[carry].mean(0) - x[~carry].mean(0)
+
+
 def explained_variance(acts: Tensor, groups: Tensor) -> Tensor:
     """η² per neuron: 1 - (variance around each group's mean) / (variance around the overall mean).
 

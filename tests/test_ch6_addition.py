@@ -332,3 +332,119 @@ def test_digit_attribution_sums_to_the_digit_logit(m, lines):
         right = lines.tokens[idx, at]
         want = logits[idx, at - 1, right] - (m.ln_final_b @ m.W_U)[right]
         torch.testing.assert_close(attr.sum(0), want, atol=1e-3, rtol=1e-4)
+
+
+# -- switching the carry off, and the rough size of the sum ---------------------------------------
+
+def test_carry_direction_matches_a_loop_and_the_toolkit():
+    from course.arithmetic.probe import mean_difference
+
+    g = torch.Generator().manual_seed(7)
+    x, carry = torch.randn(30, 5, generator=g), torch.rand(30, generator=g) < 0.5
+    got = ref.carry_direction(x, carry)
+    for j in range(5):
+        on = [float(x[i, j]) for i in range(30) if carry[i]]
+        off = [float(x[i, j]) for i in range(30) if not carry[i]]
+        assert float(got[j]) == pytest.approx(sum(on) / len(on) - sum(off) / len(off), abs=1e-5)
+    torch.testing.assert_close(mean_difference(x, carry), got)
+
+
+def test_set_at_digit_edits_only_the_tens_predicting_position(m, lines):
+    from course.arithmetic.probe import set_at_digit
+
+    d = torch.randn(m.cfg.d_model, generator=torch.Generator().manual_seed(8))
+    name = "blocks.1.hook_resid_mid"
+    rows = torch.arange(len(lines.prompts))
+
+    def hook(x, hook):                      # the same edit through the reference set_component
+        x = x.clone()
+        x[rows, lines.tens_pos - 1] = ref.set_component(x[rows, lines.tens_pos - 1], d, 0.5)
+        return x
+    want = answer_correct(m, lines, fwd_hooks=[(name, hook)])
+    assert torch.equal(set_at_digit(m, lines, name, d, 0.5), want)
+    # a one-prompt run by hand agrees for the first line
+    p = lines.prompts[0]
+    toks = m.to_tokens(p.text + p.answer)
+    q = int(lines.tens_pos[0]) - 1
+    u = d / d.norm()
+
+    def one(x, hook):
+        x = x.clone()
+        x[0, q] = x[0, q] + (0.5 - x[0, q] @ u) * u
+        return x
+    logits = m.run_with_hooks(toks, [(name, one)])
+    tens_ok = int(logits[0, q].argmax()) == int(toks[0, q + 1])
+    assert bool(set_at_digit(m, lines, name, d, 0.5)[0, q + 1]) == tens_ok
+
+
+@pytest.fixture(scope="module")
+def switch(m):
+    from course.findings_ch6 import carry_switch
+
+    train = addition_batch(m, [AdditionPrompt(a, b) for a, b in sorted(addition_split()[0])[::12]])
+    val = addition_batch(m, held_out_addition_prompts("validation"))
+    test = addition_batch(m, held_out_addition_prompts("test"))
+    return carry_switch(m, train, val, test, n_controls=3), train, test
+
+
+def test_finding_switching_the_carry_off_breaks_exactly_the_carry_sums(m, switch):
+    """The floor the chapter states: carry sums lose >= 0.5, the others <= 0.05; random directions
+    (same rule, same push) are not selective; switching on breaks the others instead."""
+    found, train, test = switch
+    assert found["exact"], found
+    assert found["controls_not_selective"], found
+    assert found["clean"][1] - found["on"][1] >= 0.5          # switched on: the no-carry sums break
+    assert found["selectivity_by_layer"][found["layer"]] == max(found["selectivity_by_layer"])
+    # recomputed here without the finding's code: the carry sums, switched off, write the no-carry tens digit
+    from course.arithmetic.probe import stream_at_digit
+
+    x = stream_at_digit(m, train, found["hook"])
+    d = ref.carry_direction(x, train.carry)
+    u = d / d.norm()
+    off = float((x[~train.carry] @ u).mean())
+    rows = torch.arange(len(test.prompts))
+
+    def hook(z, hook):
+        z = z.clone()
+        z[rows, test.tens_pos - 1] = ref.set_component(z[rows, test.tens_pos - 1], d, off)
+        return z
+    logits = m.run_with_hooks(test.tokens, [(found["hook"], hook)])
+    pred = logits[rows, test.tens_pos - 1].argmax(-1)
+    digits = [m.to_single_token(str(k)) for k in range(10)]
+    short = torch.tensor([digits[((p.a + p.b) // 10 - 1) % 10] for p in test.prompts])
+    broken = (pred != test.tokens[rows, test.tens_pos]) & test.carry
+    assert int(broken.sum()) > 0 and float((pred[broken] == short[broken]).float().mean()) > 0.8   # one ten short
+
+
+def test_sum_readout_matches_least_squares_by_numpy(m):
+    import numpy as np
+
+    from course.arithmetic.probe import stream_at_digit
+    from course.findings_ch6 import sum_readout
+
+    fit = addition_batch(m, [AdditionPrompt(a, b) for a, b in sorted(addition_split()[0])[::24]])
+    rep = addition_batch(m, held_out_addition_prompts("test")[:80])
+    got = sum_readout(m, fit, rep, ridge=0.0)
+    name = got["rows"][-1]["hook"]
+    xf, xr = stream_at_digit(m, fit, name).double().numpy(), stream_at_digit(m, rep, name).double().numpy()
+    mu, sd = xf.mean(0), xf.std(0, ddof=1) + 1e-6
+    A = np.c_[(xf - mu) / sd, np.ones(len(xf))]
+    w = np.linalg.lstsq(A, fit.sums.double().numpy(), rcond=None)[0]
+    pred = np.c_[(xr - mu) / sd, np.ones(len(xr))] @ w
+    assert got["rows"][-1]["mae"] == pytest.approx(float(np.abs(pred - rep.sums.numpy()).mean()), rel=0.05, abs=0.05)
+    a1, b1 = np.array([p.a // 10 for p in rep.prompts]), np.array([p.b // 10 for p in rep.prompts])
+    assert got["tens_digits_mae"] == pytest.approx(float(np.abs(10 * (a1 + b1) + 9 - rep.sums.numpy()).mean()))
+
+
+def test_finding_the_stream_knows_the_sum_roughly_before_the_carry(m, switch):
+    """What the chapter prints is decided by these numbers; here: the readout improves with depth and,
+    entering the carry layer, is far better than guessing the mean."""
+    from course.arithmetic.probe import stream_name
+    from course.findings_ch6 import sum_readout
+
+    found, train, test = switch
+    readout = sum_readout(m, train, test)
+    maes = [r["mae"] for r in readout["rows"]]
+    assert maes[-1] < maes[0]
+    before = next(r for r in readout["rows"] if r["hook"] == stream_name(m, found["layer"]))
+    assert before["mae"] < readout["mean_guess_mae"] / 4

@@ -74,3 +74,50 @@ def ablate_direction(model, batch: AdditionBatch, direction: Tensor, layer: int,
         x[:, from_pos:] += (mean_value - proj)[..., None] * d
         return x
     return answer_correct(model, batch, fwd_hooks=[(name, hook)])
+
+
+def stream_name(model, layer: int, mid: bool = False) -> str:
+    """The hook of the stream entering block ``layer`` (after the last when ``layer == n_layers``),
+    or, with ``mid``, between block ``layer``'s attention and its MLP."""
+    if mid:
+        return f"blocks.{layer}.hook_resid_mid"
+    return (f"blocks.{layer}.hook_resid_pre" if layer < model.cfg.n_layers
+            else f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+
+
+@torch.no_grad()
+def stream_at_digit(model, batch: AdditionBatch, name: str, target: str = "tens") -> Tensor:
+    """``[n, d_model]``: the stream at hook ``name``, at each line's position predicting its ``target`` digit."""
+    _, cache = model.run_with_cache(batch.tokens.to(model.device), names_filter=name)
+    at = (batch.tens_pos if target == "tens" else batch.ones_pos) - 1
+    return cache[name][torch.arange(len(batch.prompts)), at.to(model.device)].cpu()
+
+
+def mean_difference(x: Tensor, labels: Tensor) -> Tensor:
+    """``[d]``: the mean of ``x [n, d]`` over rows where ``labels`` is true minus the mean over the rest."""
+    labels = labels.bool()
+    return x[labels].mean(0) - x[~labels].mean(0)
+
+
+@torch.no_grad()
+def set_at_digit(model, batch: AdditionBatch, name: str, direction: Tensor, value: float, target: str = "tens",
+                 batch_size: int = 512) -> Tensor:
+    """``answer_correct`` with the stream at hook ``name`` set to ``value`` along ``direction``
+    (unit-normalized), only at each line's position predicting its ``target`` digit."""
+    d = (direction / direction.norm()).to(model.device)
+    at = (batch.tens_pos if target == "tens" else batch.ones_pos) - 1
+    out = []
+    for s in range(0, len(batch.prompts), batch_size):
+        q = at[s:s + batch_size].to(model.device)
+        rows = torch.arange(len(q), device=model.device)
+
+        def hook(x, hook):
+            x = x.clone()
+            v = x[rows, q]
+            x[rows, q] = v + (value - v @ d)[:, None] * d
+            return x
+        part = AdditionBatch(batch.prompts[s:s + batch_size], batch.tokens[s:s + batch_size],
+                             batch.answer_mask[s:s + batch_size], batch.operand_pos, batch.ones_pos[s:s + batch_size],
+                             batch.tens_pos[s:s + batch_size])
+        out.append(answer_correct(model, part, batch_size=batch_size, fwd_hooks=[(name, hook)]))
+    return torch.cat(out)

@@ -250,6 +250,84 @@ print("so the probe's direction " + ("is how the model carries: flattening it br
       "(the carry may be spread over several directions, or read from the operand digits again later)"))
 
 # %% [markdown]
+# A probe is fitted to *separate* the two cases, and "the mean over all sums" sits between
+# them: a model that reads the carry as on or off may read the mean either way. Switch the
+# carry **off** instead: find the direction in which carry sums differ from the others, and
+# set every line's component along it to the value of the sums *without* a carry. If the
+# model carries through that direction, the carry sums should come out one ten short and the
+# others stay right; switching it **on** (the carry sums' value) should break the others.
+# The direction is the difference of the two classes' mean streams.
+
+# %% tags=["exercise"]
+def carry_direction(x: Tensor, carry: Tensor) -> Tensor:
+    """The mean of ``x`` over the carry sums minus its mean over the others.
+
+    x: [n, d] streams; carry: [n] bool. Returns [d], pointing from "no carry" to "carry".
+    """
+    ### BEGIN SOLUTION
+    return x[carry].mean(0) - x[~carry].mean(0)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+check.carry_direction(carry_direction)
+
+# %% tags=["tests"] points=1
+check.carry_direction(carry_direction, quiet=True).require()
+### BEGIN HIDDEN TESTS
+check.carry_direction(carry_direction, hidden=True, quiet=True).require()
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The toolkit tries the stream between each layer's attention and its MLP, at the position
+# predicting the tens digit, and keeps the layer where switching off is most selective on
+# the validation sums; it reports on the test sums. Two controls, random directions: set to
+# their own no-carry value (the same rule), and pushed as far as the carry edit pushes (the
+# same push). "Exactly the carry cases" here means: at least half of the carry sums lost,
+# at most 0.05 of the others.
+
+# %%
+from course.arithmetic.probe import stream_name  # noqa: E402
+from course.findings_ch6 import carry_switch  # noqa: E402
+
+validation = addition_batch(model, held_out_addition_prompts("validation"))
+switch = carry_switch(model, train, validation, test, n_controls=3)   # the toolkit's carry_direction inside
+print(f"selectivity by layer (carry sums lost minus others lost, validation): "
+      f"{[round(s, 2) for s in switch['selectivity_by_layer']]} -> layer {switch['layer']}")
+print(f"{'accuracy on test sums':34s}{'carry':>7s}{'no carry':>10s}")
+for label, key in [("clean", "clean"), ("carry switched off", "off"), ("carry switched on", "on"),
+                   ("control: random, same rule", "control_rule"), ("control: random, same push", "control_push")]:
+    print(f"{label:34s}{switch[key][0]:7.2f}{switch[key][1]:10.2f}")
+print(("so this direction is how the model carries: switching it off breaks exactly the carry sums"
+       if switch["exact"] and switch["controls_not_selective"] else
+       "so no single direction here breaks exactly the carry sums (criterion: carry sums lose >= 0.5, the others "
+       "<= 0.05, controls not selective)") + f", in layer {switch['layer']}, between its attention and its MLP.")
+
+# %% [markdown]
+# ### The rough size of the sum
+#
+# Anthropic's account of "36 + 59" found, next to the digit pathways, one that knows the
+# answer only roughly ("about 90"). Does the course model have it? At the position
+# predicting the tens digit, fit a linear readout of the sum $a + b$ from the stream at each
+# depth and measure its mean error on the held-out sums. Two yardsticks: guessing the mean
+# sum, and the best guess from the tens digits alone, $10(a_1 + b_1) + 9$ — the rough size
+# without the ones digits.
+
+# %%
+from course.findings_ch6 import sum_readout  # noqa: E402
+
+readout = sum_readout(model, train, test)
+for row in readout["rows"]:
+    print(f"{row['hook']:28s} mean error {row['mae']:5.1f}   tens digit of the rounded readout right {row['tens_right']:.2f}")
+before = next(r for r in readout["rows"] if r["hook"] == stream_name(model, switch["layer"]))
+rough = before["mae"] <= 1.5 * readout["tens_digits_mae"] and before["mae"] < readout["mean_guess_mae"] / 4
+print(f"yardsticks: the mean sum errs by {readout['mean_guess_mae']:.1f}, the tens digits alone by "
+      f"{readout['tens_digits_mae']:.1f}. Entering layer {switch['layer']}, before the carry is written, the stream "
+      + (f"already knows the sum to about {before['mae']:.1f}: a rough-magnitude pathway, as precise as the tens digits "
+         "alone; the carry then sharpens it into the exact tens digit." if rough else
+         f"knows the sum only to {before['mae']:.1f}: no rough-magnitude pathway is linearly readable there."))
+
+# %% [markdown]
 # ### 5. Neurons as a bag of heuristics
 #
 # Take the neurons of the last layer at the position predicting the ones digit, over a third
@@ -472,11 +550,16 @@ GrokkingTimeline(measures)
 #
 # - The course model's accuracy by case, the heads that move each operand digit (by
 #   attention and by patching one digit), a linearly readable carry and what flattening it
-#   does, and the heuristic classes of its last layer's neurons were all printed above.
+#   does, the direction whose switch turns the carry off (or on), how roughly the stream knows
+#   the sum before the carry arrives, and the heuristic classes of its last layer's neurons
+#   were all printed above.
 # - The modular model computes with a few key frequencies: alone they nearly reproduce its
 #   loss; removed, it is lost. Its grokking shows as the three phases printed above.
 
 # %%
+print(f"Closing note: carry switched off at layer {switch['layer']}: carry sums {switch['clean'][0]:.2f} -> "
+      f"{switch['off'][0]:.2f}, others {switch['clean'][1]:.2f} -> {switch['off'][1]:.2f}; sum readable to "
+      f"{before['mae']:.1f} before the carry.")
 print(f"Closing note: carry probe {probe['best']:.2f} held out at best (best by layer "
       f"{[round(x, 2) for x in probe['by_layer']]}); heuristic classes {dict(classes['counts'])}; "
       f"key frequencies {freqs}; grokking phases end at steps {phases['memorized']}, {phases['circuit_formed']}, "

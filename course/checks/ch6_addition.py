@@ -61,6 +61,18 @@ def _component_cases(model, hidden):
                                                               3 * torch.randn(8, generator=g), 1.5))]
 
 
+def _direction_cases(model, hidden):
+    g = torch.Generator().manual_seed(43 if hidden else 42)
+    carry = torch.rand(50, generator=g) < 0.4
+    x = torch.randn(50, 8, generator=g) + 2.0 * carry[:, None].float() * torch.eye(8)[1 if hidden else 3]
+    batch, _, _ = _lines(model, hidden)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.tokens.to(model.device), names_filter="blocks.0.hook_resid_pre")
+    stream = cache["blocks.0.hook_resid_pre"][torch.arange(len(batch.prompts)), batch.tens_pos - 1].cpu()
+    return [Case("x [50, 8], a planted carry direction", (x, carry)),
+            Case("the model's stream before the tens digit", (stream, batch.carry))]
+
+
 def _variance_cases(model, hidden):
     g = torch.Generator().manual_seed(23 if hidden else 22)
     a = torch.randint(10, 100, (300,), generator=g)
@@ -109,6 +121,14 @@ def _component_removed(x, direction, value):
 
 def _component_unnormalized(x, direction, value):
     return x + (value - x @ direction)[..., None] * direction
+
+
+def _direction_reversed(x, carry):
+    return x[~carry].mean(0) - x[carry].mean(0)
+
+
+def _direction_from_overall_mean(x, carry):
+    return x[carry].mean(0) - x.mean(0)
 
 
 def _variance_within(acts, groups):
@@ -160,6 +180,9 @@ EXERCISES = {ex.name: ex for ex in [
     Exercise(CHAPTER, "set_component", _component_cases, atol=1e-5, rtol=1e-5, causes=[
         (_component_removed, "you removed the component; it should be *set* to value (add value·u back)."),
         (_component_unnormalized, "the direction was not normalized to unit length first.")]),
+    Exercise(CHAPTER, "carry_direction", _direction_cases, atol=1e-5, rtol=1e-5, causes=[
+        (_direction_reversed, "the direction points the wrong way: carry mean minus no-carry mean, not the reverse."),
+        (_direction_from_overall_mean, "subtract the mean of the *no-carry* rows, not the mean of all rows.")]),
     Exercise(CHAPTER, "explained_variance", _variance_cases, atol=1e-4, rtol=1e-4, causes=[
         (_variance_within, "that is the share left *unexplained* (within groups); η² is one minus it.")]),
     Exercise(CHAPTER, "fourier_basis", _basis_cases, atol=1e-5, rtol=1e-4, causes=[
