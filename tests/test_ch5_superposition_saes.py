@@ -206,6 +206,25 @@ def test_a_transcoder_trains_with_the_same_code(m):
     assert ev.l0 <= 8 and ev.spliced_loss < ev.zero_loss
 
 
+def test_resampling_gives_dead_features_new_unit_directions_and_auxk_revives_them():
+    from course.saes import resample_dead
+    from course.saes.train import auxk_loss
+
+    s = SparseDictionary(DictionaryConfig(d_in=8, d_sae=16, activation="relu", seed=4))
+    x = torch.randn(32, 8)
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[[1, 5]] = True
+    before = s.W_dec.clone()
+    assert resample_dead(s, dead, x, x, torch.Generator().manual_seed(0)) == 2
+    torch.testing.assert_close(s.W_dec[~dead], before[~dead])
+    assert not torch.allclose(s.W_dec[dead], before[dead])
+    torch.testing.assert_close(s.W_dec.norm(dim=-1), torch.ones(16))
+    t = SparseDictionary(DictionaryConfig(d_in=8, d_sae=16, activation="topk", k=2, seed=4))
+    with torch.enable_grad():
+        auxk_loss(t, x, x, t.encode(x), dead, k_aux=2).backward()
+    assert t.W_enc.grad[:, dead].abs().sum() > 0 and t.W_enc.grad[:, ~dead].abs().sum() == 0
+
+
 def test_training_is_reproducible_from_a_seed(m):
     a, _ = train_sae(m, d_sae=64, k=4, tokens=4096, batch_size=1024, progress=False, seed=3)
     b, _ = train_sae(m, d_sae=64, k=4, tokens=4096, batch_size=1024, progress=False, seed=3)

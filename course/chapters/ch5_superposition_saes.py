@@ -337,9 +337,12 @@ check.training_step(training_step, hidden=True, quiet=True).require()
 # activations, with a progress bar. `course.saes.ActivationStream` runs the corpus through the
 # model a chunk at a time, stops each forward pass at the site, shuffles the tokens and
 # serves batches. In a few seconds it learns something; the rest of the chapter uses the
-# **shipped SAE** (1024 features, more than a million tokens, `python -m course.saes.train`,
-# with **dead-feature resampling**: features that fire on nothing for a while get a new
-# direction, an input the SAE reconstructs badly).
+# **shipped SAE** (1024 features, more than a million tokens, `python -m course.saes.train`).
+# Training at that length meets **dead features**, ones that stop firing for good. The toolkit's
+# trainer revives them: a ReLU SAE's are **resampled** every so often (Bricken et al. 2023: a dead
+# feature gets the direction of an input the SAE reconstructs badly); a TopK SAE's get the
+# **AuxK** loss (Gao et al. 2024: the dead features' largest pre-activations must reconstruct
+# what the live ones missed, which gives them gradient again).
 
 # %%
 from tqdm.auto import tqdm  # noqa: E402

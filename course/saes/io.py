@@ -114,6 +114,9 @@ def write_card(sae: SparseDictionary, path: str | Path) -> None:
     c, extra = sae.cfg, sae.cfg.extra
     t, ev = extra.get("training", {}), extra.get("evaluation", {})
     kind = f"TopK (k = {c.k})" if c.activation == "topk" else f"ReLU with L1 coefficient {c.l1_coeff}"
+    window = t.get("resample_every")
+    dead_rule = (f"features idle for {window} steps get the AuxK loss (Gao et al. 2024)" if c.activation == "topk"
+                 else f"dead features resampled every {window} steps in the first 70%")
     text = f"""# The course SAE
 
 A sparse autoencoder on the course GPT-2's residual stream, for chapter 5.
@@ -122,8 +125,7 @@ A sparse autoencoder on the course GPT-2's residual stream, for chapter 5.
 - **Trained on** model weights with fingerprint `{c.model_fingerprint}` (`course.saes.io.model_fingerprint`);
   the tests fail if the bundled model's fingerprint differs.
 - **Training**: {t.get('tokens_seen', 0):,} tokens of corpus text (seed {c.seed}), batches of {t.get('batch_size')},
-  Adam at lr {t.get('lr')}, dead features resampled every {RECIPE_RESAMPLE} steps in the first 70%;
-  {t.get('seconds')} s on one CPU thread.
+  Adam at lr {t.get('lr')}; {dead_rule}; {t.get('seconds')} s on one CPU thread.
 - **Evaluation** (held-out corpus text, {ev and '64 rows x 64 tokens'}): L0 {ev.get('l0')}, explained variance
   {ev.get('explained_variance')}, dead {ev.get('dead')}, dense (> 10% of tokens) {ev.get('dense')}, loss
   recovered {ev.get('loss_recovered')} (clean loss {ev.get('clean_loss')}, with the SAE {ev.get('spliced_loss')},
@@ -134,5 +136,3 @@ Reproduce: `{RETRAIN}` (about {t.get('seconds')} s on one thread). Format: SAE L
 """
     (Path(path) / "SAE_CARD.md").write_text(text)
 
-
-RECIPE_RESAMPLE = 40

@@ -1,4 +1,5 @@
-"""Training a sparse dictionary on streamed activations, with dead-feature resampling.
+"""Training a sparse dictionary on streamed activations, reviving dead features (resampling for
+ReLU, the AuxK loss for TopK).
 
     python -m course.saes.train                       # reproduces the shipped SAE (course/assets/course-sae)
     python -m course.saes.train --tokens 200000 --out /tmp/sae --seed 1
@@ -25,7 +26,7 @@ from course.saes.model import DictionaryConfig, SparseDictionary, dictionary_los
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "course-sae"
 # The shipped SAE's recipe: everything that decides its weights.
 RECIPE = dict(hook_name="blocks.1.hook_resid_post", d_sae=1024, activation="topk", k=16, tokens=1_200_000,
-              batch_size=4096, lr=2e-3, seed=0, resample_every=40)
+              batch_size=4096, lr=2e-3, seed=0, resample_every=10)
 
 
 @dataclass
@@ -39,13 +40,33 @@ class TrainLog:
     seconds: float = 0.0
 
 
-def training_step(sae: SparseDictionary, optimizer, x: Tensor, target: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def auxk_loss(sae: SparseDictionary, x: Tensor, target: Tensor, f: Tensor, dead: Tensor, k_aux: int) -> Tensor:
+    """Gao et al.'s auxiliary loss for TopK: the dead features' ``k_aux`` largest pre-activations
+    reconstruct what the live ones missed, so dead features get gradient and come back."""
+    error = (target - sae.decode(f)).detach()
+    pre = sae.pre_activations(x).masked_fill(~dead, float("-inf"))
+    k = min(k_aux, int(dead.sum()))
+    values, idx = pre.topk(k, dim=-1)
+    aux = torch.zeros_like(pre).scatter(-1, idx, values.relu())
+    return (aux @ sae.W_dec - error).pow(2).sum(-1).mean()
+
+
+AUX_COEFF = 1 / 32
+
+
+def training_step(sae: SparseDictionary, optimizer, x: Tensor, target: Tensor | None = None,
+                  dead: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One step: loss, gradients, no change of decoder norms, Adam, then unit-norm decoder rows.
+    ``dead`` (a TopK dictionary's features that have not fired for a while) adds the AuxK loss.
     Returns (loss, feature activations), both detached."""
     optimizer.zero_grad(set_to_none=True)
     with torch.enable_grad():        # callers (notebooks, tests) may have switched gradients off
         loss, f = dictionary_loss(sae, x, target)
-        loss.backward()
+        total = loss
+        if dead is not None and dead.any() and sae.cfg.activation == "topk":
+            total = loss + AUX_COEFF * auxk_loss(sae, x, x if target is None else target, f, dead,
+                                                 k_aux=max(1, sae.cfg.d_out // 2))
+        total.backward()
     sae.remove_parallel_gradient()
     optimizer.step()
     sae.normalize_decoder()
@@ -78,13 +99,17 @@ def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tok
     """Train on ``(x, target)`` batches until ``n_tokens`` tokens are seen.
 
     Adam (β = 0.9, 0.999) with the learning rate decaying linearly to zero over the last fifth.
-    Every ``resample_every`` steps, features that fired on none of those steps' tokens are
-    resampled (:func:`resample_dead`). ``on_step(step, tokens, sae)`` may return True to stop.
+    Dead features: a TopK dictionary gets the AuxK loss on features that fired on none of the last
+    ``resample_every`` steps' tokens (Gao et al. 2024); a ReLU one has them resampled every
+    ``resample_every`` steps (:func:`resample_dead`, Bricken et al. 2023).
+    ``on_step(step, tokens, sae)`` may return True to stop.
     """
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
     log = TrainLog()
     g = torch.Generator().manual_seed(seed)
     fired = torch.zeros(sae.d_sae, dtype=torch.bool)
+    idle = torch.zeros(sae.d_sae, dtype=torch.long)          # steps since each feature last fired
+    topk = sae.cfg.activation == "topk"
     seen, step, start = 0, 0, time.perf_counter()
     bar = tqdm(total=n_tokens, unit="tok", unit_scale=True, disable=not progress, delay=1, leave=False)
     for x, target in batches:
@@ -93,8 +118,11 @@ def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tok
         frac = seen / n_tokens
         for group in optimizer.param_groups:
             group["lr"] = lr * min(1.0, (1 - frac) / 0.2)
-        loss, f = training_step(sae, optimizer, x, target)
-        fired |= (f > 0).any(0).cpu()
+        dead = (idle >= resample_every).to(x.device) if topk and resample_every else None
+        loss, f = training_step(sae, optimizer, x, target, dead)
+        now = (f > 0).any(0).cpu()
+        fired |= now
+        idle = torch.where(now, 0, idle + 1)
         seen += x.shape[0]
         step += 1
         bar.update(x.shape[0])
@@ -108,7 +136,7 @@ def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tok
             log.explained_variance.append(float(ev))
             log.l0.append(float((f > 0).float().sum(-1).mean()))
             bar.set_postfix(ev=f"{float(ev):.3f}", l0=f"{log.l0[-1]:.1f}")
-        if resample_every and step % resample_every == 0:
+        if resample_every and step % resample_every == 0 and not topk:
             if frac < 0.7 and (~fired).any():       # late resampling would leave features half-trained
                 n = resample_dead(sae, ~fired.to(x.device), x, target, g)
                 log.resampled.append((step, n))
@@ -177,7 +205,7 @@ def main(argv=None) -> int:
                          args.batch_size, args.lr, args.seed)
     seconds = time.perf_counter() - start
     ev = evaluate(model, sae)
-    sae.cfg.extra = {"training": {**vars(args), "out": None, "tokens_seen": log.tokens[-1], "steps": log.steps[-1],
+    sae.cfg.extra = {"training": {**vars(args), "out": None, "resample_every": RECIPE["resample_every"], "tokens_seen": log.tokens[-1], "steps": log.steps[-1],
                                   "seconds": round(seconds, 1), "resampled": log.resampled},
                      "evaluation": ev.as_dict()}
     save_sae(sae, args.out)
