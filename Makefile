@@ -55,6 +55,7 @@ book: setup-book
 benchmarks: setup
 	$(PY) benchmarks/lens_overhead.py
 	$(PY) benchmarks/patching.py
+	$(PY) benchmarks/sae.py
 	$(PY) benchmarks/notebooks.py
 
 clean-venv:

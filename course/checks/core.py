@@ -31,6 +31,12 @@ class Case:
     label: str                      # e.g. "a batch of one", shown in messages
     args: tuple
     kwargs: dict = field(default_factory=dict)
+    # For exercises that change their inputs (a training step): builds fresh args for every call,
+    # so the student's function, the reference and each likely mistake start from the same state.
+    fresh: Callable[[], tuple] | None = None
+
+    def call(self, fn):
+        return fn(*(self.fresh() if self.fresh is not None else self.args), **self.kwargs)
 
 
 @dataclass
@@ -97,7 +103,7 @@ def expected_outputs(ex: Exercise, model=None) -> list:
     model = model or course_model()
     ref = ex.reference()
     with torch.no_grad():
-        return [_compact(_to_cpu(ref(*c.args, **c.kwargs))) for c in ex.cases(model, False)]
+        return [_compact(_to_cpu(c.call(ref))) for c in ex.cases(model, False)]
 
 
 def _compact(x):
@@ -165,7 +171,7 @@ def _likely_cause(ex: Exercise, got, case: Case) -> str | None:
     for wrong, diagnosis in ex.causes:
         try:
             with torch.no_grad():
-                alt = wrong(*case.args, **case.kwargs)
+                alt = case.call(wrong)
             if compare(got, alt, ex.atol * 10, ex.rtol * 10) is None:
                 return diagnosis
         except Exception:   # a cause that does not apply to this case says nothing
@@ -204,7 +210,7 @@ def check(ex: Exercise, fn: Callable, hidden: bool = False, quiet: bool = False,
     for i, case in enumerate(cases):
         try:
             with torch.no_grad():
-                got = fn(*case.args, **case.kwargs)
+                got = case.call(fn)
         except NotImplementedError:
             return done("not implemented", f"… {name} not implemented yet")
         except Exception as e:   # the student's error, told in one line plus where it happened
@@ -212,7 +218,7 @@ def check(ex: Exercise, fn: Callable, hidden: bool = False, quiet: bool = False,
             return done("fail", f"✗ {name} raised {type(e).__name__} on {case.label}: {e}\n"
                                 f"  (line {frame.lineno}: {frame.line})")
         with torch.no_grad():
-            want = _to_cpu(ref(*case.args, **case.kwargs)) if ref is not None else wants[i]
+            want = _to_cpu(case.call(ref)) if ref is not None else wants[i]
         # Shipped values are half precision: compare them more loosely.
         tol = (ex.atol, ex.rtol) if ref is not None else (max(ex.atol, 1e-2), max(ex.rtol, 1e-2))
         got = _to_cpu(got)

@@ -80,7 +80,7 @@ for name in spec["exercises"]:
                 for case in checks.EXERCISES[name].cases(model, True):
                     signal.alarm(CALL_SECONDS)
                     try:
-                        out = fn(*case.args, **case.kwargs)
+                        out = case.call(fn)
                     finally:
                         signal.alarm(0)
                     outputs.append(out.detach().cpu() if isinstance(out, torch.Tensor) else out)
@@ -137,7 +137,7 @@ def reference_outputs(chapter: str, exercises: list[str]) -> dict[str, list]:
             ref = ex.reference()
             if ref is None:
                 raise RuntimeError("the re-check needs the reference solutions installed (pip install -e .)")
-            out[name] = [core._to_cpu(ref(*c.args, **c.kwargs)) for c in ex.cases(model, True)]
+            out[name] = [core._to_cpu(c.call(ref)) for c in ex.cases(model, True)]
     return out
 
 

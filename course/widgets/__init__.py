@@ -15,6 +15,8 @@ from course.widgets.patching import (IOIBreakdown, IOIExplorer, PatchingExplorer
                                      ioi_breakdown, patching_map)
 from course.widgets.neurons import NeuronCard, NeuronExplorer, neuron_card, neuron_promoting
 from course.widgets.tracing import TraceExplorer, TraceView, trace_view
+from course.widgets.saes import (FeatureCard, FeatureDashboard, SuperpositionExplorer, SuperpositionView,
+                                  feature_card, feature_promoting, superposition_view)
 
 __all__ = ["AdditionExplorer", "AdditionView", "addition_view", "FourierViewer", "FourierView", "fourier_view",
            "GrokkingTimeline", "GrokkingView", "grokking_view",
@@ -22,4 +24,6 @@ __all__ = ["AdditionExplorer", "AdditionView", "addition_view", "FourierViewer",
            "AttributionExplorer", "AttributionTable", "attribution_table",
            "LogitLensExplorer", "LogitLensTable", "logit_lens_table", "EditView", "FactEditor", "edit_fact",
            "IOIBreakdown", "IOIExplorer", "PatchingExplorer", "PatchingMap", "head_attention", "ioi_breakdown",
-           "patching_map", "NeuronCard", "NeuronExplorer", "neuron_card", "neuron_promoting", "TraceExplorer", "TraceView", "trace_view"]
+           "patching_map", "NeuronCard", "NeuronExplorer", "neuron_card", "neuron_promoting", "TraceExplorer", "TraceView", "trace_view",
+           "FeatureCard", "FeatureDashboard", "SuperpositionExplorer", "SuperpositionView", "feature_card",
+           "feature_promoting", "superposition_view"]

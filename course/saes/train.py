@@ -1,0 +1,221 @@
+"""Training a sparse dictionary on streamed activations, reviving dead features (resampling for
+ReLU, the AuxK loss for TopK).
+
+    python -m course.saes.train                       # reproduces the shipped SAE (course/assets/course-sae)
+    python -m course.saes.train --tokens 200000 --out /tmp/sae --seed 1
+
+The trainer takes ``(x, target)`` batches: an SAE is the case ``target == x``; a transcoder
+(chapter 7) passes the MLP's input and output with the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from course.saes.model import DictionaryConfig, SparseDictionary, dictionary_loss
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "course-sae"
+# The shipped SAE's recipe: everything that decides its weights.
+RECIPE = dict(hook_name="blocks.1.hook_resid_post", d_sae=1024, activation="topk", k=16, tokens=1_200_000,
+              batch_size=4096, lr=2e-3, seed=0, resample_every=10)
+
+
+@dataclass
+class TrainLog:
+    steps: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    explained_variance: list[float] = field(default_factory=list)
+    l0: list[float] = field(default_factory=list)
+    resampled: list[tuple[int, int]] = field(default_factory=list)   # (step, features resampled)
+    seconds: float = 0.0
+
+
+def auxk_loss(sae: SparseDictionary, x: Tensor, target: Tensor, f: Tensor, dead: Tensor, k_aux: int) -> Tensor:
+    """Gao et al.'s auxiliary loss for TopK: the dead features' ``k_aux`` largest pre-activations
+    reconstruct what the live ones missed, so dead features get gradient and come back."""
+    error = (target - sae.decode(f)).detach()
+    pre = sae.pre_activations(x).masked_fill(~dead, float("-inf"))
+    k = min(k_aux, int(dead.sum()))
+    values, idx = pre.topk(k, dim=-1)
+    aux = torch.zeros_like(pre).scatter(-1, idx, values.relu())
+    return (aux @ sae.W_dec - error).pow(2).sum(-1).mean()
+
+
+AUX_COEFF = 1 / 32
+
+
+def training_step(sae: SparseDictionary, optimizer, x: Tensor, target: Tensor | None = None,
+                  dead: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One step: loss, gradients, no change of decoder norms, Adam, then unit-norm decoder rows.
+    ``dead`` (a TopK dictionary's features that have not fired for a while) adds the AuxK loss.
+    Returns (loss, feature activations), both detached."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.enable_grad():        # callers (notebooks, tests) may have switched gradients off
+        loss, f = dictionary_loss(sae, x, target)
+        total = loss
+        if dead is not None and dead.any() and sae.cfg.activation == "topk":
+            total = loss + AUX_COEFF * auxk_loss(sae, x, x if target is None else target, f, dead,
+                                                 k_aux=max(1, sae.cfg.d_out // 2))
+        total.backward()
+    sae.remove_parallel_gradient()
+    optimizer.step()
+    sae.normalize_decoder()
+    return loss.detach(), f.detach()
+
+
+@torch.no_grad()
+def resample_dead(sae: SparseDictionary, dead: Tensor, x: Tensor, target: Tensor, generator=None) -> int:
+    """Give each dead feature a new direction: the (normalised) residual of an input the
+    dictionary reconstructs badly, drawn with probability proportional to its squared error
+    (Bricken et al. 2023); the encoder column is the input's direction at a fifth of the live features' norm, its bias zero."""
+    idx = dead.nonzero().flatten()
+    if len(idx) == 0:
+        return 0
+    error = (sae(x) - target).pow(2).sum(-1)
+    picks = torch.multinomial(error / error.sum(), len(idx), replacement=len(idx) > len(error), generator=generator)
+    directions = target[picks] - sae.b_dec
+    directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    sae.W_dec[idx] = directions
+    alive_norm = sae.W_enc[:, ~dead].norm(dim=0).mean() if (~dead).any() else 1.0
+    inputs = x[picks] / x[picks].norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    sae.W_enc[:, idx] = (inputs * alive_norm * 0.2).T   # small: at full scale they crowd the live features out of the top k
+    sae.b_enc[idx] = 0.0
+    return len(idx)
+
+
+def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tokens: int, lr: float = 2e-3,
+          resample_every: int = 40, progress: bool = True, on_step: Callable | None = None,
+          seed: int = 0) -> TrainLog:
+    """Train on ``(x, target)`` batches until ``n_tokens`` tokens are seen.
+
+    Adam (β = 0.9, 0.999) with the learning rate decaying linearly to zero over the last fifth.
+    Dead features: a TopK dictionary gets the AuxK loss on features that fired on none of the last
+    ``resample_every`` steps' tokens (Gao et al. 2024); a ReLU one has them resampled every
+    ``resample_every`` steps (:func:`resample_dead`, Bricken et al. 2023).
+    ``on_step(step, tokens, sae)`` may return True to stop.
+    """
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
+    log = TrainLog()
+    g = torch.Generator().manual_seed(seed)
+    fired = torch.zeros(sae.d_sae, dtype=torch.bool)
+    idle = torch.zeros(sae.d_sae, dtype=torch.long)          # steps since each feature last fired
+    topk = sae.cfg.activation == "topk"
+    seen, step, start = 0, 0, time.perf_counter()
+    bar = tqdm(total=n_tokens, unit="tok", unit_scale=True, disable=not progress, delay=1, leave=False)
+    for x, target in batches:
+        if seen >= n_tokens:
+            break
+        frac = seen / n_tokens
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (1 - frac) / 0.2)
+        dead = (idle >= resample_every).to(x.device) if topk and resample_every else None
+        loss, f = training_step(sae, optimizer, x, target, dead)
+        now = (f > 0).any(0).cpu()
+        fired |= now
+        idle = torch.where(now, 0, idle + 1)
+        seen += x.shape[0]
+        step += 1
+        bar.update(x.shape[0])
+        if step % 10 == 0 or seen >= n_tokens:
+            with torch.no_grad():
+                recon = sae.decode(f)
+                ev = 1 - (recon - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum()
+            log.steps.append(step)
+            log.tokens.append(seen)
+            log.loss.append(float(loss))
+            log.explained_variance.append(float(ev))
+            log.l0.append(float((f > 0).float().sum(-1).mean()))
+            bar.set_postfix(ev=f"{float(ev):.3f}", l0=f"{log.l0[-1]:.1f}")
+        if resample_every and step % resample_every == 0 and not topk:
+            if frac < 0.7 and (~fired).any():       # late resampling would leave features half-trained
+                n = resample_dead(sae, ~fired.to(x.device), x, target, g)
+                log.resampled.append((step, n))
+                for state in optimizer.state.values():       # fresh moments for everything: simplest and safe
+                    for v in state.values():
+                        if isinstance(v, Tensor) and v.dim() > 0:
+                            v.zero_()
+            fired.zero_()
+        if on_step is not None and on_step(step, seen, sae):
+            break
+    bar.close()
+    log.seconds = time.perf_counter() - start
+    return log
+
+
+def train_sae(model, hook_name: str = RECIPE["hook_name"], d_sae: int = RECIPE["d_sae"],
+              activation: str = RECIPE["activation"], k: int = RECIPE["k"], l1_coeff: float = 0.0,
+              tokens: int = RECIPE["tokens"], batch_size: int = RECIPE["batch_size"], lr: float = RECIPE["lr"],
+              seed: int = RECIPE["seed"], resample_every: int = RECIPE["resample_every"],
+              target_hook_name: str = "", progress: bool = True, on_step=None) -> tuple[SparseDictionary, TrainLog]:
+    """A dictionary trained on the course model's activations at ``hook_name`` (predicting
+    ``target_hook_name`` if given: a transcoder). Deterministic for a seed on one device."""
+    from course.saes.activations import ActivationStream
+    from course.saes.io import model_fingerprint
+
+    torch.manual_seed(seed)
+    d_model = model.cfg.d_model
+    target_dim = model.cfg.d_mlp if target_hook_name.endswith("mlp.hook_post") else d_model
+    input_dim = model.cfg.d_mlp if hook_name.endswith("mlp.hook_post") else d_model
+    cfg = DictionaryConfig(d_in=input_dim, d_sae=d_sae, d_out=target_dim, activation=activation, k=k,
+                           l1_coeff=l1_coeff, hook_name=hook_name, target_hook_name=target_hook_name,
+                           model_name=getattr(model, "name", "course-gpt2"),
+                           model_fingerprint=model_fingerprint(model), seed=seed)
+    sae = SparseDictionary(cfg).to(model.device)
+    stream = ActivationStream(model, hook_name, target_hook_name or None, batch_size=batch_size, seed=seed)
+    with torch.no_grad():       # start the decoder bias at the data's mean (the usual initialisation)
+        x0, y0 = next(iter(ActivationStream(model, hook_name, target_hook_name or None, batch_size=batch_size,
+                                            seed=seed + 1)))
+        sae.b_dec.copy_(y0.mean(0))
+    log = train(sae, stream, tokens, lr=lr, resample_every=resample_every, progress=progress, on_step=on_step,
+                seed=seed)
+    return sae, log
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Train an SAE on the course model (defaults: the shipped SAE's recipe).")
+    ap.add_argument("--hook", default=RECIPE["hook_name"])
+    ap.add_argument("--d-sae", type=int, default=RECIPE["d_sae"])
+    ap.add_argument("--activation", default=RECIPE["activation"], choices=["topk", "relu"])
+    ap.add_argument("--k", type=int, default=RECIPE["k"])
+    ap.add_argument("--l1", type=float, default=0.0)
+    ap.add_argument("--tokens", type=int, default=RECIPE["tokens"])
+    ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    ap.add_argument("--lr", type=float, default=RECIPE["lr"])
+    ap.add_argument("--seed", type=int, default=RECIPE["seed"])
+    ap.add_argument("--out", default=str(SHIPPED))
+    args = ap.parse_args(argv)
+    import course
+    from course.saes.io import save_sae, write_card
+    from course.saes.metrics import evaluate
+
+    torch.set_num_threads(1)        # measured: one thread is fastest next to another job, and deterministic
+    model = course.load_model(device="cpu")
+    start = time.perf_counter()
+    sae, log = train_sae(model, args.hook, args.d_sae, args.activation, args.k, args.l1, args.tokens,
+                         args.batch_size, args.lr, args.seed)
+    seconds = time.perf_counter() - start
+    ev = evaluate(model, sae)
+    sae.cfg.extra = {"training": {**vars(args), "out": None, "resample_every": RECIPE["resample_every"], "tokens_seen": log.tokens[-1], "steps": log.steps[-1],
+                                  "seconds": round(seconds, 1), "resampled": log.resampled},
+                     "evaluation": ev.as_dict()}
+    save_sae(sae, args.out)
+    (Path(args.out) / "training_log.json").write_text(json.dumps(
+        {"steps": log.steps, "tokens": log.tokens, "loss": log.loss, "explained_variance": log.explained_variance,
+         "l0": log.l0}) + "\n")
+    write_card(sae, args.out)
+    print(f"trained in {seconds:.0f} s on {log.tokens[-1]:,} tokens; {ev}\nsaved to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
