@@ -268,3 +268,76 @@ def test_exported_transcoders_read_the_mlp_input_and_give_the_same_output(m, tin
     with torch.no_grad():
         torch.testing.assert_close(ct(mlp_in), tiny[2](n), atol=1e-4, rtol=1e-4)
     assert model_fingerprint(m) in (out / "config.yaml").read_text()
+
+
+# -- chapter 7's findings on the shipped transcoders ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def addition(m):
+    from course.findings_ch7 import addition_graph
+
+    return addition_graph(m, load_shipped_transcoders(m))
+
+
+def test_addition_graph_is_exact_small_after_pruning_and_mostly_explained(m, addition):
+    assert addition["prompt"] == "calc: 36 + 59 = 9" and addition["answer"] == "5"
+    assert addition["max_logit_error"] < 1e-4
+    st = addition["stats"]
+    assert st["feature_fraction_kept"] < 0.25 and st["feature_influence_kept"] >= 0.8
+    assert addition["error_share"] < 0.25
+
+
+def test_position_roles_name_the_operand_digits(m):
+    from course.findings_ch7 import position_roles
+
+    roles = position_roles(m, "calc: 36 + 59 = 9")
+    toks = m.to_str_tokens("calc: 36 + 59 = 9")
+    assert [toks[roles.index(r)] for r in ("a tens", "a ones", "b tens", "b ones", "sum tens")] == ["3", "6", "5", "9", "9"]
+
+
+def test_pathways_run_through_the_ones_digits(m, addition):
+    from course.findings_ch7 import pathways
+
+    rows = pathways(m, addition)
+    p, f = addition["pruned"], addition["graph"].slices()["feature"]
+    assert sum(r["influence"] for r in rows) == pytest.approx(float(p.influence[f][p.node_mask[f]].sum()), rel=1e-4)
+    assert sum(len(r["features"]) for r in rows) == p.features_kept
+    ones = {r["role"] for r in rows[:4]}
+    assert {"a ones", "b ones"} <= ones          # the answer's ones digit is read from both ones digits
+
+
+def test_digit_profile_matches_a_direct_read(m):
+    from course.findings_ch7 import addition_prompt, digit_profile, position_roles
+
+    tcs = load_shipped_transcoders(m)
+    feature = int(addition_free_feature(m, tcs))
+    prof = digit_profile(m, tcs, 0, feature, "b ones")
+    # independent: every sum with b's ones digit 7, through run_with_cache, averaged by hand
+    texts = [addition_prompt(a, b) for a in range(10, 100) for b in range(17, 100, 10) if a + b < 100]
+    pos = position_roles(m, texts[0]).index("b ones")
+    _, cache = m.run_with_cache(m.to_tokens(texts), names_filter=[input_site(0)])
+    expected = tcs[0].encode(cache[input_site(0)][:, pos])[:, feature].mean()
+    assert float(prof[7]) == pytest.approx(float(expected.detach()), abs=1e-4)
+
+
+def addition_free_feature(m, tcs):
+    """A layer-0 feature active on "calc: 10 + 17 = 2" at b's ones digit (so the profile is not all zeros)."""
+    from course.findings_ch7 import position_roles
+
+    p = "calc: 10 + 17 = 2"
+    _, cache = m.run_with_cache(p, names_filter=[input_site(0)])
+    return tcs[0].encode(cache[input_site(0)][0, position_roles(m, p).index("b ones")]).argmax()
+
+
+def test_suppressing_a_ones_digit_feature_changes_the_answer_as_the_graph_predicts(m, addition):
+    from course.findings_ch7 import suppress_feature
+
+    g, p = addition["graph"], addition["pruned"]
+    f = g.slices()["feature"]
+    logit = g.slices()["logit"].start
+    # the most influential layer-0 features with a positive direct effect on the answer
+    ranked = [n for n in p.influence[f].argsort(descending=True).tolist() if g.describe(n)["layer"] == 0
+              and g.adjacency[logit, n] > 0][:3]
+    results = [suppress_feature(m, addition, n) for n in ranked]
+    assert all(r["predicted_direct"] < 0 and r["actual"] < 0 for r in results)      # the sign the graph predicts
+    assert any(r["top_after"] != addition["answer"] for r in results)                # and one flips the answer
