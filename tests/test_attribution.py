@@ -190,7 +190,7 @@ def test_targets_are_their_bias_value_plus_their_incoming_edges(m, rep, graph):
         assert float(graph.target_values[s["logit"].start + i]) == pytest.approx(float(real[tok] - real.mean()), abs=1e-3)
     l, p, f = graph.active[0].tolist()
     pre = rep.transcoders[l].pre_activations(rep.forward()["mlp_in"][l, p])[f]
-    assert float(graph.target_values[0]) == pytest.approx(float(pre), abs=1e-4)
+    assert float(graph.target_values[0]) == pytest.approx(float(pre.detach()), abs=1e-4)
 
 
 def test_no_edge_runs_backwards_or_within_a_layer(graph):
