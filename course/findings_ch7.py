@@ -1,0 +1,105 @@
+"""What chapter 7 states about the course model's addition graph, computed (never typed): the
+graph of "calc: 36 + 59 = 9" -> "5", its size before and after pruning, the pathways (kept
+features' influence grouped by layer and by the prompt position they sit at), what each top
+feature responds to across all sums, and an intervention in the real model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from course.attribution import LocalReplacement, attribute, prune
+from course.attribution.pruning import error_share
+from course.attribution.transcoders import input_site, output_site
+from course.saes import read_sites
+
+ROLES = ("a tens", "a ones", "b tens", "b ones")
+
+
+def addition_prompt(a: int, b: int, digit: str = "ones") -> str:
+    """The prompt whose next token is the sum's ``digit`` ("tens" or "ones"; sums below 100)."""
+    s = a + b
+    if s >= 100:
+        raise ValueError("two-digit sums only")
+    return f"calc: {a} + {b} = " + ("" if digit == "tens" else str(s // 10))
+
+
+def position_roles(model, prompt: str) -> list[str]:
+    """A role per token of an addition prompt: the operands' digits, "=" and the answer so far."""
+    toks = model.to_str_tokens(prompt)
+    digits = [i for i, t in enumerate(toks) if t.strip().isdigit()]
+    names = dict(zip(digits, ROLES + ("sum tens",)))
+    return [names.get(i, "'=' " if t == " =" else ("last" if i == len(toks) - 1 else "context"))
+            if i != len(toks) - 1 or i not in names else names[i] for i, t in enumerate(toks)]
+
+
+def addition_graph(model, tcs, a: int = 36, b: int = 59, digit: str = "ones", node_threshold: float = 0.8,
+                   edge_threshold: float = 0.98) -> dict:
+    prompt = addition_prompt(a, b, digit)
+    rep = LocalReplacement.build(model, tcs, prompt)
+    graph = attribute(rep)
+    pruned = prune(graph, node_threshold, edge_threshold)
+    with torch.no_grad():
+        exact = float((rep.forward()["logits"] - rep.logits).abs().max())
+    return {"prompt": prompt, "rep": rep, "graph": graph, "pruned": pruned, "stats": pruned.stats(),
+            "error_share": error_share(graph), "max_logit_error": exact,
+            "answer": model.to_string(graph.logit_tokens[:1]), "probability": float(graph.logit_probabilities[0])}
+
+
+def pathways(model, found: dict) -> list[dict]:
+    """Kept features' influence on the answer grouped by (layer, role of their position), largest
+    first, with the share of the direct effect on the logit that is positive."""
+    g, p = found["graph"], found["pruned"]
+    roles = position_roles(model, found["prompt"])
+    logit = g.slices()["logit"].start
+    groups: dict = defaultdict(lambda: {"influence": 0.0, "features": [], "direct": 0.0})
+    for n in p.nodes():
+        if g.kind(n) != "feature":
+            continue
+        d = g.describe(n)
+        key = (d["layer"], roles[d["pos"]])
+        groups[key]["influence"] += float(p.influence[n])
+        groups[key]["features"].append(n)
+        groups[key]["direct"] += float(g.adjacency[logit, n])
+    rows = [{"layer": k[0], "role": k[1], **v} for k, v in groups.items()]
+    return sorted(rows, key=lambda r: -r["influence"])
+
+
+@torch.no_grad()
+def digit_profile(model, tcs, layer: int, feature: int, role: str, digit: str = "ones") -> torch.Tensor:
+    """The feature's mean activation at ``role``'s position over every sum below 100, by the digit
+    at that position (``[10]``): what the feature reads."""
+    prompts = [(a, b) for a in range(10, 100) for b in range(10, 100) if a + b < 100]
+    texts = [addition_prompt(a, b, digit) for a, b in prompts]
+    pos = position_roles(model, texts[0]).index(role)
+    tokens = model.to_tokens(texts)
+    x = torch.cat([read_sites(model, tokens[i:i + 512], [input_site(layer)])[input_site(layer)][:, pos]
+                   for i in range(0, len(tokens), 512)])
+    acts = tcs[layer].encode(x)[:, feature]
+    which = torch.tensor([int(model.to_string(tokens[i, pos])) for i in range(len(tokens))])
+    return torch.stack([acts[which == d].mean() if (which == d).any() else torch.tensor(0.0) for d in range(10)])
+
+
+@torch.no_grad()
+def suppress_feature(model, found: dict, node: int, scale: float = 1.0) -> dict:
+    """Subtract ``scale`` x the feature's activation x its decoder row from the real model's MLP
+    output at its (layer, position), with everything downstream live; compare the answer's
+    (demeaned) logit with the graph's direct-effect prediction."""
+    g, rep = found["graph"], found["rep"]
+    d = g.describe(node)
+    direction = rep.transcoders[d["layer"]].W_dec[d["feature"]] * d["activation"] * scale
+    tok = int(g.logit_tokens[0])
+
+    def hook(x, hook):
+        x = x.clone()
+        x[:, d["pos"]] -= direction
+        return x
+
+    before = model(rep.tokens)[0, -1]
+    after = model.run_with_hooks(rep.tokens, fwd_hooks=[(output_site(d["layer"]), hook)])[0, -1]
+    demeaned = lambda l: float(l[tok] - l.mean())
+    logit = g.slices()["logit"].start
+    return {"feature": g.label(node), "predicted_direct": -scale * float(g.adjacency[logit, node]),
+            "actual": demeaned(after) - demeaned(before), "p_before": float(before.softmax(-1)[tok]),
+            "p_after": float(after.softmax(-1)[tok]), "top_after": model.to_string(after.argmax().reshape(1))}
