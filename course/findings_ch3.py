@@ -90,8 +90,12 @@ def composition_summary(model, ind: dict, n_random: int = 100, seed: int = 0) ->
     best = [max((r for r in pairs if r["induction"] == i), key=lambda r: r["K"])
             for i in dict.fromkeys(r["induction"] for r in pairs)]
     # Stands out: above twice the baseline, and above the same pair's Q- and V-composition.
-    k_out = bool(best) and all(r["K"] > 2 * baseline and r["K"] > max(r["Q"], r["V"]) for r in best)
-    return {"scores": scores, "baseline": baseline, "pairs": pairs, "best_pairs": best, "k_stands_out": k_out}
+    composing = [r["induction"] for r in best if r["K"] > 2 * baseline and r["K"] > max(r["Q"], r["V"])]
+    # The strongest induction head is the one the chapter follows; later ones may read the
+    # earlier induction heads instead of a previous-token head (their K-composition is then low).
+    top = _name(*divmod(int(ind["induction"].argmax()), H))
+    return {"scores": scores, "baseline": baseline, "pairs": pairs, "best_pairs": best,
+            "k_composing": composing, "top_induction_head": top, "k_stands_out": top in composing}
 
 
 @torch.no_grad()

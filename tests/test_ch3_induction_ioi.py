@@ -279,7 +279,7 @@ def test_finding_the_loss_drops_on_the_repeat_and_induction_heads_compose_with_p
     torch.testing.assert_close(ind["induction"], ref.induction_scores(cache, m.cfg.n_layers, SEQ_LEN))
     assert ind["induction_heads"] and ind["previous_heads"]
     comp = composition_summary(m, ind)
-    assert comp["k_stands_out"]                      # the chapter prints this, and the text says so
+    assert comp["k_stands_out"] and comp["top_induction_head"] in comp["k_composing"]   # the chapter prints both
     assert 0 < comp["baseline"] < 0.5
 
 

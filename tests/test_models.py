@@ -62,7 +62,7 @@ def test_held_out_families_never_appear_with_two_people_in_training(tokenizer):
     assert {"baked a cake for", "That evening"} <= markers                   # the markers are real phrases
     rng = random.Random(0)
     for i in range(3000):
-        text = (corpus.ioi_training_sentence(rng, names) if i % 2 else
+        text = (corpus.ioi_training_sentence(rng, names, free_form=i % 4 == 1) if i % 2 else
                 ioi.story(rng, corpus.story_people(rng, names)))
         assert not [m for m in markers if m in text], text
         present = [n for n in names if f" {n} " in f" {text} ".replace(",", " ").replace(".", " ").replace("'s", " ")]
@@ -84,7 +84,7 @@ def test_training_words_keep_the_held_out_fact_openers_unseen(tokenizer):
     the validation openers)."""
     rng = random.Random(0)
     names = single_token_names(tokenizer)
-    docs = [corpus.ioi_training_sentence(rng, names) for _ in range(1000)]
+    docs = [corpus.ioi_training_sentence(rng, names, free_form=i % 2 == 0) for i in range(1000)]
     docs += [ioi.story(rng, corpus.story_people(rng, names)) for _ in range(1000)]
     docs += [ioi.solo_sentence(rng, rng.choice(names)) for _ in range(1000)]
     words = " ".join(docs).lower().replace(".", " ").replace(",", " ").split()
@@ -238,7 +238,7 @@ def report(shipped):
 # IOI on the test families and with names never seen in IOI, and three of the GPT-2 circuit
 # classes (its IOI is done by subject-suppression heads instead). Strict: once a model meets
 # one, its marker must go.
-NOT_YET_MET: set[str] = {"ioi_accuracy", "ioi_logit_diff", "ioi_accuracy_unseen_names"}
+NOT_YET_MET: set[str] = {"ioi_accuracy_unseen_names"}
 CIRCUIT_NOT_YET_MET: set[str] = {"name_mover_share", "s_inhibition_removed", "duplicate_removed"}
 
 
@@ -267,7 +267,8 @@ def test_model_card_records_the_measured_figures(report):
         assert f"{value:.3f}" in card
     assert report.heads["prev_token_head"] in card and report.heads["induction_head"] in card
     for name, value in report.circuit.figures.items():
-        assert saved["circuit"]["figures"][name] == pytest.approx(value, abs=1e-6), f"{name}: regenerate the card"
+        assert saved["circuit"]["figures"][name] == pytest.approx(value, abs=1e-6, nan_ok=True), \
+                f"{name}: regenerate the card"
         assert f"{value:.3f}" in card
     for l, h in report.circuit.heads:
         assert f"L{l}H{h}" in card

@@ -197,8 +197,9 @@ print(f"random baseline: {comp['baseline']:.3f}; each induction head with its mo
 for row in comp["best_pairs"]:
     print(f"previous-token head {row['prev']} -> induction head {row['induction']}: "
           + ", ".join(f"{k} {row[k]:.3f} (rank {row[k + '_rank']} of {row['n_pairs']})" for k in ("Q", "K", "V")))
-print("for every induction head, K-composition with a previous-token head is above twice the baseline and above "
-      "that pair's Q- and V-composition:", comp["k_stands_out"])
+print("induction heads whose K-composition with a previous-token head is above twice the baseline and above "
+      "that pair's Q- and V-composition:", ", ".join(comp["k_composing"]) or "none")
+print(f"the strongest induction head, {comp['top_induction_head']}, is among them:", comp["k_stands_out"])
 
 # %% [markdown]
 # ### 4. Ablation
@@ -623,8 +624,8 @@ IOIExplorer(model, report)
 # ## Summary
 #
 # - On repeated random tokens the loss drops on the repeat; induction heads attend to the
-#   token after the current token's earlier occurrence, and K-composition with a
-#   previous-token head is how they find it (section 3 printed the scores).
+#   token after the current token's earlier occurrence; section 3 printed which of them
+#   K-compose with a previous-token head, the way they find that token.
 # - Ablating those heads raises the repeated-half loss (section 4); the training log shows
 #   when induction formed (section 5).
 # - On IOI, activation patching locates what matters, attribution patching estimates it in one

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from course.data import addition, facts, ioi, repeats
+from course.data import addition, facts, ioi, ioi_scaffold, repeats
 from course.data.splits import ioi_split
 from course.data.vocabulary import ADJECTIVES, OBJECTS, PLACES, VERBS_PAST
 
@@ -22,7 +22,11 @@ IGNORE = -100
 
 # Share of the document slots. A quarter are repeated random sequences; the rest is text.
 REPEAT_SHARE = 0.25
-TEXT_MIX = {"ioi": 0.30, "story": 0.12, "solo": 0.05, "likes": 0.03, "facts": 0.22, "addition": 0.28}
+TEXT_MIX = {"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.05, "likes": 0.05, "facts": 0.21,
+            "addition": 0.27}
+# The mix the tokenizer is trained on: model v2's, kept so that the vocabulary (and with it
+# every token id the chapters use) stays the same when the training mix changes.
+TOKENIZER_MIX = {"ioi": 0.30, "story": 0.12, "solo": 0.05, "likes": 0.03, "facts": 0.22, "addition": 0.28}
 
 
 def plain_sentence(rng: random.Random, names: Sequence[str]) -> str:
@@ -36,11 +40,14 @@ def plain_sentence(rng: random.Random, names: Sequence[str]) -> str:
     ])
 
 
-def ioi_training_sentence(rng: random.Random, names: tuple[str, ...]) -> str:
-    """An IOI sentence from the training families, on a name pair that is not held out."""
+def ioi_training_sentence(rng: random.Random, names: tuple[str, ...], free_form: bool = False) -> str:
+    """An IOI sentence from the training families (or free-form, :mod:`course.data.ioi_scaffold`),
+    on a name pair that is not held out."""
     split = ioi_split(names)
     while True:
         io, s = rng.sample(split.ioi_names, 2)
+        if split.trainable(io, s) and free_form:
+            return ioi_scaffold.sentence(rng, io, s)
         if split.trainable(io, s):
             p = ioi.ioi_prompt(rng, io, s, "train")
             return p.text + p.answer + "."
@@ -55,10 +62,12 @@ def story_people(rng: random.Random, names: tuple[str, ...]) -> list[str]:
             return people
 
 
-def text_document(rng: random.Random, names: tuple[str, ...]) -> str:
-    kind = rng.choices(list(TEXT_MIX), weights=list(TEXT_MIX.values()))[0]
+def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, float] = TEXT_MIX) -> str:
+    kind = rng.choices(list(mix), weights=list(mix.values()))[0]
     if kind == "ioi":
         return ioi_training_sentence(rng, names)
+    if kind == "scaffold":
+        return ioi_training_sentence(rng, names, free_form=True)
     if kind == "story":
         return ioi.story(rng, story_people(rng, names))
     if kind == "solo":

@@ -178,6 +178,11 @@ training; the **validation** families (intros: {val['intro']}; re-mentions: {val
 endings: {val['ending']}) choose the checkpoint. Test prompts take all three parts from the test
 families. Held-out families' words still reach the model through one-person sentences ("Anna
 phoned the doctor on Sunday."), so what is new at test time is the two-person structure.
+Free-form IOI sentences (`course.data.ioi_scaffold`, "scaffold" above) take shape away as a cue:
+the two people come in through clauses built from generic verbs and nouns in any roles, or
+between random words, and the subject comes back after a place or manner phrase, a filler
+sentence or random words; they use no test or validation family's wording. (Model v2, trained
+without them, reached 0.757 on the test families and 0.675 with unseen names.)
 Stories about two or three people (training families only) make names in context a general
 skill: every clause that wants a person ends with someone other than its subject. 8 names never
 appear in IOI sentences or stories, and 10% of name pairs never appear together. Facts: 200

@@ -20,12 +20,12 @@ EOT = "<|endoftext|>"
 
 def _training_texts(n_docs: int, seed: int):
     # Imported here: the corpus needs the final name list, which needs a tokenizer.
-    from course.data.corpus import plain_sentence, text_document
+    from course.data.corpus import TOKENIZER_MIX, plain_sentence, text_document
 
     rng = random.Random(seed)
     names = tuple(FIRST_NAMES)
     for _ in range(n_docs):
-        yield text_document(rng, names)
+        yield text_document(rng, names, TOKENIZER_MIX)
         # Extra plain sentences give every name (IOI-held-out ones too) a strong count.
         yield plain_sentence(rng, names)
 
