@@ -63,8 +63,7 @@ def build() -> Path:
     vendor()
     (BOOK / "_toc.yml").write_text(toc())
     start = time.monotonic()
-    # No progress bars on the published page: a tqdm bar is a widget with no kernel behind it.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     jb = Path(sys.executable).parent / "jupyter-book"
     r = subprocess.run([str(jb), "build", str(BOOK), "--builder", "html", "--all"], env=env)
     if r.returncode != 0:

@@ -360,7 +360,7 @@ stream = ActivationStream(model, site, batch_size=2048, rows_per_chunk=128, seed
 optimizer = torch.optim.Adam(mine.parameters(), lr=3e-3)
 batches = iter(stream)
 mine.b_dec.copy_(next(batches)[0].mean(0))
-for step in tqdm(range(25), desc="training"):
+for step in tqdm(range(25), desc="training", leave=False):   # the bar goes once done
     x, _ = next(batches)
     loss, _ = step_fn(mine, optimizer, x, 0.0)
 print(f"after {stream.tokens_read:,} tokens: loss {float(loss):.2f}, explained variance on the last batch "
