@@ -95,7 +95,7 @@ def test_key_value_agreement_matches_a_loop_over_neurons(m, stream, acts):
     # count as the top 4 is a matter of sort order, not of the function under test.
     fifth = layer_acts.flatten(0, 1).topk(5, dim=0).values
     neurons = (fifth[3] > fifth[4]).nonzero()[:, 0].tolist()
-    assert len(neurons) > layer_acts.shape[-1] // 2
+    assert len(neurons) >= 3
     for neuron in (neurons[0], neurons[len(neurons) // 2], neurons[-1]):
         flat = [(float(layer_acts[r, p, neuron]), r, p) for r in range(layer_acts.shape[0])
                 for p in range(layer_acts.shape[1])]
