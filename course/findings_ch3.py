@@ -48,6 +48,7 @@ def induction_summary(model, cache, seq_len: int) -> dict:
     induction = induction.cpu()
     best = divmod(int(induction.argmax()), model.cfg.n_heads)
     return {"induction": induction, "previous": previous,
+            "strongest_induction_head": _name(*best),
             "induction_heads": _heads_at_least(induction, INDUCTION_THRESHOLD) or [_name(*best)],
             "previous_heads": _heads_at_least(previous, INDUCTION_THRESHOLD)
             or [_name(*divmod(int(previous.argmax()), model.cfg.n_heads))]}
@@ -93,7 +94,7 @@ def composition_summary(model, ind: dict, n_random: int = 100, seed: int = 0) ->
     composing = [r["induction"] for r in best if r["K"] > 2 * baseline and r["K"] > max(r["Q"], r["V"])]
     # The strongest induction head is the one the chapter follows; later ones may read the
     # earlier induction heads instead of a previous-token head (their K-composition is then low).
-    top = _name(*divmod(int(ind["induction"].argmax()), H))
+    top = ind["strongest_induction_head"]
     return {"scores": scores, "baseline": baseline, "pairs": pairs, "best_pairs": best,
             "k_composing": composing, "top_induction_head": top, "k_stands_out": top in composing}
 

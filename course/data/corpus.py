@@ -46,11 +46,12 @@ def ioi_training_sentence(rng: random.Random, names: tuple[str, ...], free_form:
     split = ioi_split(names)
     while True:
         io, s = rng.sample(split.ioi_names, 2)
-        if split.trainable(io, s) and free_form:
+        if not split.trainable(io, s):
+            continue
+        if free_form:
             return ioi_scaffold.sentence(rng, io, s)
-        if split.trainable(io, s):
-            p = ioi.ioi_prompt(rng, io, s, "train")
-            return p.text + p.answer + "."
+        p = ioi.ioi_prompt(rng, io, s, "train")
+        return p.text + p.answer + "."
 
 
 def story_people(rng: random.Random, names: tuple[str, ...]) -> list[str]:
