@@ -270,6 +270,36 @@ def test_exported_transcoders_read_the_mlp_input_and_give_the_same_output(m, tin
     assert model_fingerprint(m) in (out / "config.yaml").read_text()
 
 
+def test_exported_transcoder_files_hold_only_what_circuit_tracers_loader_accepts(m, tiny, tmp_path):
+    """circuit-tracer 0.5 loads a layer file with ``load_state_dict`` (unknown tensors fail) from the
+    hooks, scan and paths of ``config.yaml``; ``k`` travels as metadata (tools/circuit_tracer_crosscheck.py
+    loads these files with circuit-tracer itself)."""
+    from safetensors import safe_open
+
+    out = save_circuit_tracer_transcoders(tiny, m, tmp_path / "ct")
+    with safe_open(str(out / "layer_0.safetensors"), framework="pt") as f:
+        assert set(f.keys()) == {"W_enc", "W_dec", "b_enc", "b_dec"}
+        assert f.get_tensor("W_enc").shape == (tiny[0].cfg.d_sae, m.cfg.d_model)
+        assert f.metadata()["activation"] == "topk" and int(f.metadata()["k"]) == tiny[0].cfg.k
+    yaml = (out / "config.yaml").read_text()
+    for line in ("model_kind: transcoder_set", "scan: course-transcoders", "feature_input_hook: mlp.hook_in",
+                 "feature_output_hook: hook_mlp_out", f"k: {tiny[0].cfg.k}", "  - layer_3.safetensors"):
+        assert line in yaml
+    assert load_circuit_tracer_transcoder(out / "layer_0.safetensors").cfg.k == tiny[0].cfg.k
+
+
+def test_saved_graph_is_listed_for_circuit_tracers_server(m, graph, tmp_path):
+    from course.attribution import save_graph_json
+
+    for slug in ("a", "b", "a"):
+        save_graph_json(prune(graph), tmp_path / f"{slug}.json", slug, m.to_string)
+    listed = json.loads((tmp_path / "graph-metadata.json").read_text())["graphs"]
+    assert sorted(g["slug"] for g in listed) == ["a", "b"]
+    nodes = json.loads((tmp_path / "a.json").read_text())["nodes"]
+    shares = [n["influence"] for n in nodes if n["feature_type"] != "logit"]
+    assert all(0 < x <= 1 + 1e-6 for x in shares)      # circuit-tracer's cumulative share, what its slider reads
+
+
 # -- chapter 7's findings on the shipped transcoders ----------------------------------------------
 
 @pytest.fixture(scope="module")
