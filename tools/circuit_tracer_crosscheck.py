@@ -299,6 +299,12 @@ def check(out: Path, server_port: int = 8032) -> dict:
     c_idx, o_idx = map(list, zip(*pairs))
     top["feature_influence"] = _stats(inf_o[o_idx], inf_ct[c_idx])
     top["our_influence_share_at_bos"] = float(inf_o[bos_feats].sum() / inf_o[:nf_o].sum()) if bos_feats else 0.0
+    # our graph with circuit-tracer's BOS convention (BOS features and errors removed as sources)
+    no_bos = ours["adjacency_token_embed"].clone()
+    no_bos[:, bos_feats + bos_errs] = 0
+    no_bos[bos_feats + bos_errs] = 0
+    inf_nb = infl(no_bos, ours["logit_probabilities"], no_bos.shape[0])
+    top["feature_influence_ours_without_bos"] = _stats(inf_nb[o_idx], inf_ct[c_idx])
     report["influence"] = top
 
     # pruning: each library's rule on its own graph, and circuit-tracer's rule on our graph
@@ -312,6 +318,9 @@ def check(out: Path, server_port: int = 8032) -> dict:
                        scan=config["scan"])
     o_mask, _, _ = prune_graph(ours_as_ct, 0.8, 0.98)
     ours_ct_rule = {tuple(ours["active"][i].tolist()) for i in range(nf_o) if o_mask[i]}
+    ours_as_ct.adjacency_matrix = no_bos.float()
+    nb_mask, _, _ = prune_graph(ours_as_ct, 0.8, 0.98)
+    ours_ct_rule_nb = {tuple(ours["active"][i].tolist()) for i in range(nf_o) if nb_mask[i]}
 
     def jac(a, b):
         return len(a & b) / max(len(a | b), 1)
@@ -322,6 +331,7 @@ def check(out: Path, server_port: int = 8032) -> dict:
         "jaccard_after_bos": jac({k for k in our_kept if k[1] > 0}, ct_kept),
         "ct_rule_on_ours_kept": len(ours_ct_rule), "ct_rule_on_ours_vs_circuit_tracer_jaccard": jac(ours_ct_rule, ct_kept),
         "ct_rule_on_ours_after_bos_vs_circuit_tracer_jaccard": jac({k for k in ours_ct_rule if k[1] > 0}, ct_kept),
+        "ct_rule_on_ours_without_bos_vs_circuit_tracer_jaccard": jac(ours_ct_rule_nb, ct_kept),
     }
 
     report["viewer"] = _check_viewer(out, graph, server_port)
@@ -391,11 +401,13 @@ def _print(report: dict) -> None:
     print(f"influence (circuit-tracer's formula on both): top-10/20/50 feature overlap "
           f"{i['top10_overlap']:.2f}/{i['top20_overlap']:.2f}/{i['top50_overlap']:.2f}; ours at BOS in top-20: "
           f"{i['top20_ours_at_bos']}; {s(i['feature_influence'])}")
+    print(f"  ours with circuit-tracer's BOS convention: {s(i['feature_influence_ours_without_bos'])}")
     print(f"pruning (0.8/0.98): ours keeps {p['ours_kept']} features ({p['ours_kept_at_bos']} at BOS), "
           f"circuit-tracer {p['circuit_tracer_kept']}, both {p['both']}, Jaccard {p['jaccard']:.2f} "
           f"({p['jaccard_after_bos']:.2f} after BOS); circuit-tracer's rule on our graph keeps {p['ct_rule_on_ours_kept']}, "
           f"Jaccard with circuit-tracer's {p['ct_rule_on_ours_vs_circuit_tracer_jaccard']:.2f} "
-          f"({p['ct_rule_on_ours_after_bos_vs_circuit_tracer_jaccard']:.2f} after BOS)")
+          f"({p['ct_rule_on_ours_after_bos_vs_circuit_tracer_jaccard']:.2f} after BOS; "
+          f"{p['ct_rule_on_ours_without_bos_vs_circuit_tracer_jaccard']:.2f} with BOS sources removed)")
     print(f"viewer: our JSON valid for circuit-tracer's schema: {v['schema_valid']} ({v['nodes']} nodes, {v['links']} "
           f"links, ids unique {v['unique_node_ids']}, links resolve {v['links_resolve']}); same keys as "
           f"circuit-tracer's own file: {v['same_keys_as_circuit_tracer']}; served {v['served']}; listed {v['listed_slugs']}")
