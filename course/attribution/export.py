@@ -90,7 +90,7 @@ def cumulative_influence(infl: torch.Tensor) -> torch.Tensor:
 def save_graph_json(pruned: PrunedGraph, path: str | Path, slug: str, to_text=str) -> Path:
     """Write the graph to ``path`` and list it in ``graph-metadata.json`` beside it: a folder of
     such files is what circuit-tracer's local server (``circuit_tracer.frontend.local_server.serve``)
-    shows."""
+    shows. Name the file ``{slug}.json``: the viewer fetches a listed graph by its slug."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = graph_json(pruned, slug, to_text)
