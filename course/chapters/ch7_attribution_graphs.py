@@ -324,9 +324,10 @@ answer_row = sg.adjacency[sg.labels.index(graph.label(graph.slices()["logit"].st
 print("into the answer's logit:", ", ".join(f"{names[i]} {float(answer_row[i]):+.2f}" for i in range(len(names))))
 
 # %% [markdown]
-# **What the features read.** A feature's top-activating contexts on corpus text, and for an
-# operand feature its mean activation by the digit at its position over every two-digit sum
-# (`digit_profile`): which digit it stands for.
+# **What the features read.** A feature's top-activating contexts on corpus text, and for the
+# most influential feature on an operand's ones digit its mean activation by the digit at that
+# position over every two-digit sum (`digit_profile`): how much of it is "this digit" and how
+# much is "a ones digit in a sum".
 
 # %%
 from course.findings_ch7 import digit_profile, position_roles  # noqa: E402

@@ -169,12 +169,20 @@ class GraphViewer(widgets.VBox):
                                  f"({s['feature_influence_kept']:.0%} of their influence), "
                                  f"{s['edges_kept']} of {s['edges']} edges")
             ranked = sorted(self.view.nodes, key=lambda v: -v.influence if v.kind != "logit" else 1)
-            self.node.options = [(f"{v.label} ({v.influence:.3f})", v.node) for v in ranked]
-            self.show(self.node.value)
+            keep = self.node.value if any(v.node == self.node.value for v in ranked) else ranked[0].node
+            self._picking = True             # setting the options fires the picker: draw once, below
+            try:
+                self.node.options = [(f"{v.label} ({v.influence:.3f})", v.node) for v in ranked]
+                self.node.value = keep
+            finally:
+                self._picking = False
+            self.show(keep)
         except Exception as e:
             self.status.value = f"<span style='color:#b00'>⚠ {html.escape(str(e))}</span>"
 
     def show(self, node) -> None:
+        if getattr(self, "_picking", False):
+            return
         try:
             self.picture.value = graph_svg(self.view, selected=node)
             if node is not None:
