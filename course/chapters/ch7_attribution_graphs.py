@@ -206,7 +206,7 @@ def logit_edges(rep, token: int) -> tuple[Tensor, Tensor, Tensor]:
     error edges [layer, pos]; embedding edges [pos]).
     """
     # Hint: make rep.embedding() and rep.mlp_writes() leaves with requires_grad, run
-    # rep.forward(embedding, writes)["logits"] inside `with torch.enable_grad():`, then
+    # rep.forward(embedding, writes)["logits"] with gradients switched on (torch.enable_grad), then
     # torch.autograd.grad. A feature's write is its activation times tc.W_dec[feature].
     ### BEGIN SOLUTION
     embedding = rep.embedding().detach().requires_grad_(True)
