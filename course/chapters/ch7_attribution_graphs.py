@@ -410,9 +410,10 @@ print(f"sign agrees for {agreement['sign_agreement']:.0%} of the {len(checked)} 
       f"answer becomes {agreement['operand']['top_after']!r})")
 
 # %% [markdown]
-# Where the graph and the model disagree in size it is usually the layer norms: the graph froze
-# their scales, the real model recomputes them after the intervention, which shrinks the effect
-# of removing a large write at the last layer.
+# Where the graph and the model disagree in size, one reason is the layer norms: the graph froze
+# their scales, while the real model recomputes them after the intervention, so removing a large
+# write changes the final layer norm's scale too. Another is attention: the graph froze the
+# patterns as well.
 #
 # **Explore the graph.** The threshold slider re-prunes; pick a node (the list is sorted by
 # influence) to see its strongest inputs, its direct effect on the answer and, for a feature,
@@ -447,10 +448,10 @@ print(f"wrote {sorted(p.name for p in (out_dir / 'transcoders').iterdir())} and 
 # %% [markdown]
 # ## 6. A second graph: a fact
 #
-# Chapter 4 traced facts causally: restoring one MLP at the subject's last token brought most of
-# the answer back, and attention then moved it to the end. Does the attribution graph of a fact
-# say the same? The graph of the first fact the model gets right (chapter 4's phrasing), and its
-# kept features' influence by layer and by the position's role:
+# Chapter 4 traced facts causally: which MLP, restored at which position, brings the answer
+# back. Does the attribution graph of a fact point at the same place? The graph of the first fact
+# the model gets right (chapter 4's phrasing), and its kept features' influence by layer and by
+# the position's role, next to a small causal trace (6 facts) computed here:
 
 # %%
 from course.findings_ch4 import recall_location  # noqa: E402
