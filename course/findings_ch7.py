@@ -36,12 +36,19 @@ def position_roles(model, prompt: str) -> list[str]:
 
 def addition_graph(model, tcs, a: int = 36, b: int = 59, digit: str = "ones", node_threshold: float = 0.8,
                    edge_threshold: float = 0.98) -> dict:
-    prompt = addition_prompt(a, b, digit)
+    """The pruned graph of the addition prompt, with its replacement model and summary numbers."""
+    return graph_for(model, tcs, addition_prompt(a, b, digit), node_threshold, edge_threshold)
+
+
+def graph_for(model, tcs, prompt, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> dict:
+    """Replacement model, graph (for the most likely next token) and pruned graph of ``prompt``
+    (text or ``[1, pos]`` tokens)."""
     rep = LocalReplacement.build(model, tcs, prompt)
     graph = attribute(rep)
     pruned = prune(graph, node_threshold, edge_threshold)
     with torch.no_grad():
         exact = float((rep.forward()["logits"] - rep.logits).abs().max())
+    prompt = prompt if isinstance(prompt, str) else model.to_string(rep.tokens[0, 1:])
     return {"prompt": prompt, "rep": rep, "graph": graph, "pruned": pruned, "stats": pruned.stats(),
             "error_share": error_share(graph), "max_logit_error": exact,
             "answer": model.to_string(graph.logit_tokens[:1]), "probability": float(graph.logit_probabilities[0])}
@@ -103,3 +110,79 @@ def suppress_feature(model, found: dict, node: int, scale: float = 1.0) -> dict:
     return {"feature": g.label(node), "predicted_direct": -scale * float(g.adjacency[logit, node]),
             "actual": demeaned(after) - demeaned(before), "p_before": float(before.softmax(-1)[tok]),
             "p_after": float(after.softmax(-1)[tok]), "top_after": model.to_string(after.argmax().reshape(1))}
+
+
+def total_effects(graph, target: int | None = None) -> torch.Tensor:
+    """``[n_features]``: what removing each feature does to ``target`` (default: the first logit)
+    in the local replacement model when the features downstream of it respond (linearly, each by
+    the change of its pre-activation): minus the sum over every path of the products of edges,
+    each edge from a feature divided by that feature's activation (an edge is activation x effect
+    per unit)."""
+    s = graph.slices()
+    n_f = graph.n_features
+    target = s["logit"].start if target is None else target
+    J = graph.adjacency.double().clone()
+    J[:, n_f:] = 0                                            # errors and embeddings stay as they are
+    J[:, :n_f] /= graph.activation_values.double().clamp_min(1e-12)
+    e = torch.zeros(graph.n_nodes, dtype=J.dtype)
+    e[target] = 1.0
+    per_unit = torch.linalg.solve((torch.eye(graph.n_nodes, dtype=J.dtype) - J).T, e)   # e (I - J)^-1
+    return (-per_unit[:n_f] * graph.activation_values.double()).float()
+
+
+def top_features(found: dict, n: int = 8) -> list[int]:
+    """The ``n`` kept features with the most influence on the answer, most first."""
+    g, p = found["graph"], found["pruned"]
+    feats = [i for i in p.nodes() if g.kind(i) == "feature"]
+    return sorted(feats, key=lambda i: -float(p.influence[i]))[:n]
+
+
+def validate_by_suppression(model, found: dict, nodes: list[int]) -> list[dict]:
+    """For each feature node: the graph's predicted change of the answer's (demeaned) logit when it
+    is removed (:func:`total_effects`) against the real model's (:func:`suppress_feature`)."""
+    predicted = total_effects(found["graph"])
+    return [{**suppress_feature(model, found, n), "node": n, "predicted_total": float(predicted[n])} for n in nodes]
+
+
+def supernode_groups(model, found: dict) -> dict[str, list[int]]:
+    """The kept features grouped by (layer, role of their position): one supernode per pathway stage."""
+    return {f"L{r['layer']} {r['role'].strip()}": r["features"] for r in pathways(model, found)}
+
+
+def fact_graph(model, tcs, n_facts: int = 1) -> dict:
+    """The graph of the first fact the model completes correctly (chapter 4's phrasing, subject
+    early), with the subject's token span."""
+    from course.tracing import known_facts
+
+    fact = known_facts(model, n=n_facts)[0]
+    return {**graph_for(model, tcs, fact.tokens), "fact": fact}
+
+
+def influence_by_bucket(found: dict) -> torch.Tensor:
+    """``[layer, bucket]``: the kept features' influence on the answer by layer and by position
+    role (chapter 4's buckets: before the subject, its first, middle and last tokens, after it,
+    the last token), as a share of the kept features' total."""
+    from course.tracing.trace import BUCKETS, bucket_positions
+
+    g, p, fact = found["graph"], found["pruned"], found["fact"]
+    role = {pos: b for b, ps in enumerate(bucket_positions(g.n_pos, fact.subject)) for pos in ps}
+    out = torch.zeros(g.n_layers, len(BUCKETS))
+    for n in p.nodes():
+        if g.kind(n) == "feature":
+            d = g.describe(n)
+            out[d["layer"], role[d["pos"]]] += float(p.influence[n])
+    return out / out.sum()
+
+
+def suppression_agreement(model, found: dict, rows: list[dict]) -> dict:
+    """How well the graph predicts interventions: the share of ``rows`` (from
+    :func:`validate_by_suppression`) where the real change has the predicted sign, and the
+    suppression of the kept operand-digit feature with the largest predicted total effect."""
+    g = found["graph"]
+    roles = position_roles(model, found["prompt"])
+    predicted = total_effects(g)
+    operands = [n for n in top_features(found, found["stats"]["features_kept"])
+                if roles[g.describe(n)["pos"]] in ROLES]
+    pick = max(operands, key=lambda n: abs(float(predicted[n])))
+    signs = [(r["predicted_total"] > 0) == (r["actual"] > 0) for r in rows]
+    return {"sign_agreement": sum(signs) / len(signs), "operand": validate_by_suppression(model, found, [pick])[0]}

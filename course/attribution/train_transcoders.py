@@ -21,6 +21,7 @@ from course.attribution.transcoders import RECIPE, RETRAIN, SHIPPED, evaluate_tr
 def write_card(path: Path, recipe: dict, metrics: dict, fingerprint: str, seconds: float) -> None:
     rows = "\n".join(f"| {m.layer} | {m.fvu:.3f} | {m.l0:.1f} | {m.dead:.1%} | {m.alone_loss:.3f} |"
                      for m in metrics["layers"])
+    sparsity = f"k = {recipe['k']}" if recipe["activation"] == "topk" else f"L1 coefficient {recipe.get('l1_coeff', 0.0)}"
     text = f"""# The course transcoders
 
 One transcoder per MLP layer of the course GPT-2, for chapter 7. Transcoder `l` reads
@@ -30,7 +31,7 @@ architecture "transcoder"), one folder per layer.
 
 - **Trained on** model weights with fingerprint `{fingerprint}` (`course.saes.model_fingerprint`);
   `load_shipped_transcoders(model, strict=True)` and the tests fail if the model changed.
-- **Recipe**: {recipe['d_sae']} features, {recipe['activation']} (k = {recipe['k']}), {recipe['tokens']:,} tokens
+- **Recipe**: {recipe['d_sae']} features, {recipe['activation']} ({sparsity}), {recipe['tokens']:,} tokens
   of corpus text per layer, batches of {recipe['batch_size']}, Adam at lr {recipe['lr']}, seed {recipe['seed']} + layer;
   {seconds:.0f} s on one CPU thread.
 
@@ -49,7 +50,9 @@ Reproduce: `{RETRAIN}`.
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Train one transcoder per MLP layer of the course model.")
     ap.add_argument("--d-sae", type=int, default=RECIPE["d_sae"])
-    ap.add_argument("--k", type=int, default=RECIPE["k"])
+    ap.add_argument("--activation", choices=["topk", "relu"], default=RECIPE["activation"])
+    ap.add_argument("--k", type=int, default=RECIPE["k"], help="active features per token (topk)")
+    ap.add_argument("--l1-coeff", type=float, default=RECIPE.get("l1_coeff", 0.0), help="sparsity penalty (relu)")
     ap.add_argument("--tokens", type=int, default=RECIPE["tokens"])
     ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     ap.add_argument("--lr", type=float, default=RECIPE["lr"])
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)        # deterministic, and kind to a shared machine
     model = course.load_model(device="cpu")
-    recipe = {**RECIPE, "d_sae": args.d_sae, "k": args.k, "tokens": args.tokens, "batch_size": args.batch_size,
+    recipe = {**RECIPE, "d_sae": args.d_sae, "activation": args.activation, "k": args.k, "l1_coeff": args.l1_coeff, "tokens": args.tokens, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed}
     start = time.perf_counter()
     tcs, logs = train_transcoders(model, progress=not args.no_progress, **recipe)

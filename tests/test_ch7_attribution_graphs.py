@@ -1,0 +1,219 @@
+"""Chapter 7: references against independent computations (the model's own logits, brute-force
+removal of a source, a power series, a hand loop), checks on right and wrong answers, the
+graph viewer's pure functions, and what the chapter states about the course model (computed by
+course.findings_ch7, asserted here as relations, never as typed-in ids or figures)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course.attribution import LocalReplacement, attribute, load_shipped_transcoders, prune
+from course.attribution import influence as toolkit_influence
+from course.attribution.pruning import logit_weights, normalized_matrix
+from course.attribution.transcoders import input_site, output_site
+from course.checks import ch7_attribution_graphs as check
+from course.findings_ch7 import (ROLES, addition_graph, fact_graph, influence_by_bucket, pathways, position_roles,
+                                 supernode_groups, suppress_feature, suppression_agreement, top_features,
+                                 total_effects, validate_by_suppression)
+from course.neurons import text_stream
+from course.saes import explained_variance, read_sites
+from course.widgets import GraphViewer, graph_svg, graph_view, node_card
+from solutions import ch7_attribution_graphs as ref
+from tests.check_contract import contract_tests, shipped_values_test
+
+pytestmark = pytest.mark.usefixtures("no_grad")
+
+test_reference_passes_stub_does_not, test_a_wrong_answer_fails, test_known_mistakes_are_diagnosed = \
+    contract_tests(check, ref)
+test_checks_fall_back_to_the_shipped_values = shipped_values_test(check, ref)
+
+PROMPT = "calc: 36 + 59 = 9"
+
+
+@pytest.fixture(scope="module")
+def tcs(m):
+    return load_shipped_transcoders(m, strict=True)
+
+
+@pytest.fixture(scope="module")
+def found(m, tcs):
+    return addition_graph(m, tcs)
+
+
+@pytest.fixture(scope="module")
+def rep(found):
+    return found["rep"]
+
+
+# -- references against independent computations ---------------------------------------------
+
+def test_transcoder_loss_against_a_hand_loop_and_explained_variance(m, tcs):
+    tokens = text_stream(m, n_rows=2, row_len=16, seed=3).tokens
+    acts = read_sites(m, tokens, [input_site(2), output_site(2)])
+    x, y = acts[input_site(2)].flatten(0, 1), acts[output_site(2)].flatten(0, 1)
+    loss, fvu = ref.transcoder_loss(tcs[2], x, y, 0.0)
+    pred = tcs[2](x)
+    hand = sum(float(((pred[i] - y[i]) ** 2).sum()) for i in range(len(y))) / len(y)
+    assert float(loss) == pytest.approx(hand, rel=1e-4)
+    assert float(fvu) == pytest.approx(1 - explained_variance(pred, y), abs=1e-4)
+
+
+def test_replacement_logits_reproduce_the_model_and_the_toolkit(m, rep):
+    torch.testing.assert_close(ref.replacement_logits(rep, rep.embedding(), rep.mlp_writes()), m(rep.tokens)[0],
+                               atol=1e-4, rtol=1e-4)
+    half = rep.mlp_writes() * 0.5          # off the prompt's own inputs: still the linear model
+    torch.testing.assert_close(ref.replacement_logits(rep, rep.embedding(), half),
+                               rep.forward(rep.embedding(), half)["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_logit_edges_match_brute_force_removal_and_the_graph(m, rep, found):
+    answer = int(found["graph"].logit_tokens[0])
+    feats, errors, embeds = ref.logit_edges(rep, answer)
+
+    def target(embedding, writes):
+        logits = rep.forward(embedding, writes)["logits"][-1]
+        return float(logits[answer] - logits.mean())
+
+    base = target(rep.embedding(), rep.mlp_writes())
+    for layer, pos in [(0, 9), (3, rep.n_pos - 1)]:          # remove one error term: the target drops by its edge
+        w = rep.mlp_writes().clone()
+        w[layer, pos] -= rep.errors[layer, pos]
+        assert base - target(rep.embedding(), w) == pytest.approx(float(errors[layer, pos]), abs=1e-3)
+    e = rep.embedding().clone()
+    e[4] = 0
+    assert base - target(e, rep.mlp_writes()) == pytest.approx(float(embeds[4]), abs=1e-3)
+    l, p, f = (rep.activations > 0).nonzero()[-1].tolist()   # remove one feature's write
+    w = rep.mlp_writes().clone()
+    w[l, p] -= rep.activations[l, p, f] * rep.transcoders[l].W_dec[f]
+    assert base - target(rep.embedding(), w) == pytest.approx(float(feats[l, p, f]), abs=1e-3)
+    g = found["graph"]
+    row = g.adjacency[g.slices()["logit"].start]
+    torch.testing.assert_close(feats[rep.activations > 0], row[g.slices()["feature"]], atol=1e-4, rtol=1e-4)
+    assert float(feats[rep.activations == 0].abs().max()) == 0.0
+
+
+def test_influence_is_the_power_series(found):
+    g = found["graph"]
+    v = logit_weights(g)
+    W = normalized_matrix(g.adjacency).double()
+    series, term = torch.zeros(g.n_nodes, dtype=torch.float64), v.double()
+    for _ in range(g.n_layers + 3):          # a DAG of depth n_layers + 2: the series ends
+        term = term @ W
+        series += term
+    torch.testing.assert_close(ref.influence(g.adjacency, v), series.float(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ref.influence(g.adjacency, v), toolkit_influence(g), atol=1e-5, rtol=1e-4)
+
+
+def test_suppression_effect_matches_the_findings_and_is_zero_for_nothing(m, found, tcs):
+    node = top_features(found, 1)[0]
+    d = found["graph"].describe(node)
+    direction = tcs[d["layer"]].W_dec[d["feature"]] * d["activation"]
+    answer = int(found["graph"].logit_tokens[0])
+    got = ref.suppression_effect(m, found["rep"].tokens, d["layer"], d["pos"], direction, answer)
+    assert float(got) == pytest.approx(suppress_feature(m, found, node)["actual"], abs=1e-3)
+    assert float(ref.suppression_effect(m, found["rep"].tokens, 0, 1, torch.zeros_like(direction), answer)) == 0.0
+
+
+# -- findings: the addition graph ---------------------------------------------------------------
+
+def test_the_addition_graph_is_exact_complete_and_mostly_explained(m, found):
+    assert found["max_logit_error"] < 1e-3                         # the replacement model is exact
+    g = found["graph"]
+    torch.testing.assert_close(g.bias_values + g.adjacency.sum(1), g.target_values, atol=1e-3, rtol=1e-3)
+    assert found["answer"] == str((36 + 59) % 10) and found["probability"] > 0.5
+    assert found["error_share"] < 0.5
+    s = found["stats"]
+    assert s["feature_influence_kept"] >= 0.8 and s["feature_fraction_kept"] < 0.5 and s["edge_fraction_kept"] < 0.5
+
+
+def test_pathways_run_from_the_operands_ones_digits(m, found):
+    routes = pathways(m, found)
+    assert sum(r["influence"] for r in routes) == pytest.approx(float(sum(found["pruned"].influence[n]
+                                                                         for r in routes for n in r["features"])))
+    roles = {r["role"] for r in routes[:4]}
+    assert roles & {"a ones", "b ones"}, routes[:4]             # operand digits feed the answer
+    groups = supernode_groups(m, found)
+    assert sum(len(v) for v in groups.values()) == found["stats"]["features_kept"]
+    assert position_roles(m, PROMPT)[5] == "a ones" and set(ROLES) <= set(position_roles(m, PROMPT))
+
+
+def test_total_effects_of_last_layer_features_are_their_direct_edges(found):
+    g = found["graph"]
+    eff = total_effects(g)
+    last = (g.active[:, 0] == g.n_layers - 1).nonzero().flatten()
+    torch.testing.assert_close(eff[last], -g.adjacency[g.slices()["logit"].start, last], atol=1e-4, rtol=1e-4)
+
+
+def test_suppression_changes_the_answer_as_the_graph_predicts(m, found):
+    rows = validate_by_suppression(m, found, top_features(found, 10))
+    agreement = suppression_agreement(m, found, rows)
+    assert agreement["sign_agreement"] >= 0.7
+    op = agreement["operand"]
+    assert (op["actual"] > 0) == (op["predicted_total"] > 0)
+    if op["predicted_total"] < 0:                                   # predicted to lower the answer: it does
+        assert op["p_after"] < op["p_before"]
+    # the size too, within a factor of two, for a feature whose effect runs through the graph's layers
+    assert 0.5 < op["actual"] / op["predicted_total"] < 2
+
+
+# -- findings: a fact ---------------------------------------------------------------------------
+
+def test_the_fact_graph_recalls_at_the_subject_like_causal_tracing(m, tcs):
+    from course.findings_ch4 import recall_location
+    from course.tracing import BUCKETS, average_traces, known_facts
+
+    fact = fact_graph(m, tcs)
+    assert fact["max_logit_error"] < 1e-3 and fact["error_share"] < 0.5
+    share = influence_by_bucket(fact)
+    assert float(share.sum()) == pytest.approx(1.0)
+    before_end = share[:, :-1]
+    layer, bucket = divmod(int(before_end.argmax()), before_end.shape[1])
+    assert BUCKETS[bucket].startswith("subject")                   # chapter 4: facts are recalled on the subject
+    traced = recall_location(average_traces(m, known_facts(m, n=6), window=1, n_samples=4, progress=False))
+    assert traced["recalled_at_subject"]
+    assert layer == traced["mlp_layer_at_subject"]
+
+
+# -- the graph viewer ---------------------------------------------------------------------------
+
+def test_graph_view_prunes_with_the_threshold(found):
+    g = found["graph"]
+    small, large = graph_view(g, 0.5), graph_view(g, 0.9)
+    kinds = lambda v: sum(n.kind == "feature" for n in v.nodes)  # noqa: E731
+    assert kinds(small) <= kinds(large) and kinds(large) == prune(g, 0.9).features_kept
+    shown = {n.node for n in large.nodes}
+    assert all(s in shown and t in shown for s, t, _ in large.edges)
+    assert any(n.kind == "logit" for n in large.nodes) and large.n_rows == g.n_layers + 2
+    with pytest.raises(ValueError, match="thresholds"):
+        graph_view(g, 0.0)
+    svg = graph_svg(large)
+    assert svg.startswith("<svg") and svg.count("<circle") == len(large.nodes) and svg.count("<line") == len(large.edges)
+
+
+def test_node_card_shows_contexts_and_logit_effects(m, found, tcs):
+    g = found["graph"]
+    tokens = text_stream(m, n_rows=32, row_len=32, seed=0).tokens
+    node = top_features(found, 1)[0]
+    card = node_card(m, g, tcs, node, tokens)
+    assert card.kind == "feature" and len(card.contexts) > 0 and len(card.promotes) == 5
+    assert card.logit_effect == pytest.approx(float(g.adjacency[g.slices()["logit"].start, node]))
+    err = node_card(m, g, tcs, g.node_index("error", layer=0, pos=9))
+    assert err.kind == "error" and err.contexts == [] and err.promotes == []
+    with pytest.raises(ValueError, match="node must be"):
+        node_card(m, g, tcs, g.n_nodes)
+
+
+def test_graph_viewer_reacts_and_shows_errors_in_the_widget(m, found, tcs):
+    v = GraphViewer(m, found["graph"], tcs)
+    assert "course-explorer" in v._dom_classes and "<svg" in v.picture.value and "features kept" in v.status.value
+    first = v.node.value
+    assert v.card.node == first
+    v.threshold.value = 0.5
+    assert len(v.view.nodes) <= len(graph_view(found["graph"], 0.8).nodes)
+    other = v.node.options[-1][1]
+    v.node.value = other
+    assert v.card.node == other and "strongest inputs" in v.card_html.value
+    v.graph = None                      # a broken state shows a message, not a traceback
+    v.refresh()
+    assert "⚠" in v.status.value
