@@ -72,7 +72,7 @@ def _by_carry(ok: torch.Tensor, carry: torch.Tensor) -> tuple[float, float]:
 def carry_switch(model, fit, choose, report, n_controls: int = 10, seed: int = 0) -> dict:
     """Switch the carry off (and on) along a direction of the stream at the position predicting the tens digit.
 
-    That position holds a different token in two-digit answers (the space ending the prompt) and in
+    That position holds a different token in two-digit answers (the space before the answer) and in
     three-digit ones (the hundreds digit), so the lines are grouped by their answer's length and each
     group gets its own direction and layer. In a group, at each layer, between its attention and its
     MLP, the carry direction is the mean stream of the group's carry sums minus that of its others (on

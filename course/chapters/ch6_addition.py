@@ -280,7 +280,7 @@ check.carry_direction(carry_direction, hidden=True, quiet=True).require()
 
 # %% [markdown]
 # Where to switch? The position predicting the tens digit is not the same token in every
-# line: in a two-digit answer it is the space that ends the prompt, in a three-digit one it
+# line: in a two-digit answer it is the space before the answer, in a three-digit one it
 # is the hundreds digit, one position later. They are different streams, so the toolkit
 # treats each answer length on its own: it fits the direction on the training sums of that
 # length, tries it between each layer's attention and its MLP, and keeps the layer where
@@ -464,7 +464,7 @@ from course.fourier import fourier_basis as toolkit_basis  # noqa: E402
 from course.models.modular import all_pairs  # noqa: E402
 
 basis = toolkit_basis(P)[0]
-_, mod_cache = modular.run_with_cache(all_pairs(), names_filter="blocks.0.attn.hook_pattern")
+_, mod_cache = modular.run_with_cache(all_pairs(), names_filter=["blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_post"])
 key_rows = [0] + [2 * k - 1 for k in freqs] + [2 * k for k in freqs]
 for h in range(modular.cfg.n_heads):
     grid2d = basis @ mod_cache["pattern", 0][:, h, -1, 0].cpu().reshape(P, P) @ basis.T   # attention "=" -> a
@@ -472,6 +472,12 @@ for h in range(modular.cfg.n_heads):
     energy[0, 0] = 0                                                                 # leave out the mean
     print(f"head {h}: {float(energy[key_rows][:, key_rows].sum() / energy.sum()):.2f} of its attention's variance over "
           f"(a, b) lies in the key frequencies (and the constant)")
+neurons2d = torch.einsum("ia,abn,jb->ijn", basis, mod_cache["post", 0][:, -1].cpu().reshape(P, P, -1), basis)
+energy = neurons2d.pow(2)
+energy[0, 0] = 0                                                                     # each neuron's mean left out
+print(f"MLP neurons at '=': {float(energy[key_rows][:, key_rows].sum() / energy.sum()):.2f} of their activations' "
+      f"variance over (a, b) lies in the key frequencies (and the constant), terms such as cos(wa)·cos(wb); "
+      f"spread evenly, {(len(key_rows) ** 2 - 1) / (P ** 2 - 1):.2f} would")
 print(f"key frequencies (each carries >= 2% of the logits' variance): {freqs}, together "
       f"{float(share[[k - 1 for k in freqs]].sum()):.2f} of it; the embedding's largest norms are at "
       f"{(norms.topk(len(freqs)).indices + 1).sort().values.tolist()}")
