@@ -402,6 +402,8 @@ def test_finding_switching_the_carry_off_is_selective_and_the_controls_are_not(m
     """Random directions (same rule, same push) are not selective; each answer length's layer is its
     most selective; and, recomputed here without the finding's code, the carry sums switched off write
     the answer one ten short (95 -> 85), the others switched on one ten over (32 -> 42, 95 -> 105)."""
+    from course.arithmetic.probe import written_at_digit
+
     found, train, test = switch
     assert found["controls_not_selective"], found
     assert {g["digits"] for g in found["groups"]} == {2, 3}
@@ -420,6 +422,7 @@ def test_finding_switching_the_carry_off_is_selective_and_the_controls_are_not(m
                 z[rows, rep.tens_pos - 1] = ref.set_component(z[rows, rep.tens_pos - 1], d, float(value))
                 return z
             pred = m.run_with_hooks(rep.tokens, [(g["hook"], hook)])[rows, rep.tens_pos - 1].argmax(-1)
+            assert written_at_digit(m, rep, g["hook"], d, float(value)) == [m.to_string(t).strip() for t in pred]
             # the digit a sum ten away has there: its tens digit, or its first where the length changes (95 -> 105)
             moved = torch.tensor([digits[int(str(p.a + p.b + 10 * step)[0 if len(str(p.a + p.b + 10 * step))
                                                                          != g["digits"] else -2])] for p in rep.prompts])
