@@ -8,7 +8,7 @@ from collections import Counter
 import torch
 
 from course.arithmetic import ablate_neurons, answer_correct, classify_neurons, grid_activations, important_neurons
-from course.arithmetic.probe import mean_difference, set_at_digit, stream_at_digit, stream_name
+from course.arithmetic.probe import mean_difference, set_at_digit, stream_at_digit, stream_name, written_at_digit
 
 
 def best_probe(grid: torch.Tensor, positions: list[int], within: float = 0.05) -> dict:
@@ -72,56 +72,108 @@ def _by_carry(ok: torch.Tensor, carry: torch.Tensor) -> tuple[float, float]:
 def carry_switch(model, fit, choose, report, n_controls: int = 10, seed: int = 0) -> dict:
     """Switch the carry off (and on) along a direction of the stream at the position predicting the tens digit.
 
-    At each layer, between its attention and its MLP, the carry direction is the mean stream of
-    carry sums minus that of the others (on ``fit``). "Off" sets each line's component along it to
-    the mean of the no-carry sums, "on" to that of the carry sums. The layer is the one where
-    switching off is most selective on ``choose`` (carry accuracy lost minus no-carry accuracy lost);
-    everything reported is on ``report``. Controls, ``n_controls`` random directions each (means
-    reported): set to their own no-carry mean (the same rule), and set to it minus the carry
-    direction's gap between the means (the same push). "exact": switching off loses at least 0.5 of
-    the carry sums and at most 0.05 of the others; "controls_not_selective": neither control loses
-    more than 0.15 more of the carry sums than of the others. Accuracies are of whole answers, teacher-forced.
+    That position holds a different token in two-digit answers (the space before the answer) and in
+    three-digit ones (the hundreds digit), so the lines are grouped by their answer's length and each
+    group gets its own direction and layer. In a group, at each layer, between its attention and its
+    MLP, the carry direction is the mean stream of the group's carry sums minus that of its others (on
+    ``fit``). "Off" sets each line's component along it to the mean of the no-carry sums, "on" to that
+    of the carry sums. The group's layer is the one where switching off is most selective on its lines
+    of ``choose`` (carry accuracy lost minus no-carry accuracy lost); everything reported is on
+    ``report``, each group switched at its own layer. Controls, ``n_controls`` random directions each
+    (means reported): set to their own no-carry mean (the same rule), and set to it minus the carry
+    direction's gap between the means (the same push). "exact": switching off loses at least 0.5 of the
+    carry sums and at most 0.05 of the others; "controls_not_selective": neither control loses more
+    than 0.15 more of the carry sums than of the others. Accuracies are of whole answers, teacher-forced.
     """
     def whole(right, batch):
         return (right | ~batch.answer_mask).all(1)
 
-    def edits(batch, layer, x_fit):
-        d = mean_difference(x_fit, fit.carry)
-        u = d / d.norm()
-        proj = x_fit @ u
-        off, on = float(proj[~fit.carry].mean()), float(proj[fit.carry].mean())
-        return d, off, on
+    def length(batch):
+        return batch.answer_mask.sum(1)
 
-    clean_choose = whole(answer_correct(model, choose), choose)
-    scores, fitted = [], {}
-    for layer in range(model.cfg.n_layers):
-        name = stream_name(model, layer, mid=True)
-        fitted[layer] = edits(choose, layer, stream_at_digit(model, fit, name))
-        d, off, _ = fitted[layer]
-        after = whole(set_at_digit(model, choose, name, d, off), choose)
-        lost = [c - a for c, a in zip(_by_carry(clean_choose, choose.carry), _by_carry(after, choose.carry))]
-        scores.append(lost[0] - lost[1])
-    layer = max(range(len(scores)), key=lambda l: scores[l])
-    name = stream_name(model, layer, mid=True)
-    d, off, on = fitted[layer]
-    clean = _by_carry(whole(answer_correct(model, report), report), report.carry)
-    switched_off = _by_carry(whole(set_at_digit(model, report, name, d, off), report), report.carry)
-    switched_on = _by_carry(whole(set_at_digit(model, report, name, d, on), report), report.carry)
-    x_fit = stream_at_digit(model, fit, name)
-    g = torch.Generator().manual_seed(seed)
+    def fitted_at(layer, digits):
+        x = stream_at_digit(model, fit.select(length(fit) == digits), stream_name(model, layer, mid=True))
+        carry = fit.carry[length(fit) == digits]
+        d = mean_difference(x, carry)
+        proj = x @ (d / d.norm())
+        return {"plain": x[~carry], "direction": d, "off_value": float(proj[~carry].mean()),
+                "on_value": float(proj[carry].mean())}
+
+    def switched(setting):
+        """``[n]``: whole answers of ``report`` right, each group's lines set to ``setting[digits]``,
+        a (direction, value)."""
+        ok = torch.zeros(len(report.prompts), dtype=torch.bool)
+        for g in groups:
+            rows = length(report) == g["digits"]
+            part = report.select(rows)
+            ok[rows] = whole(set_at_digit(model, part, g["hook"], *setting[g["digits"]]), part)
+        return ok
+
+    groups = []
+    for digits in sorted(set(length(report).tolist())):
+        part = choose.select(length(choose) == digits)
+        clean_part = whole(answer_correct(model, part), part)
+        scores, fitted = [], []
+        for layer in range(model.cfg.n_layers):
+            fitted.append(fitted_at(layer, digits))
+            name = stream_name(model, layer, mid=True)
+            after = whole(set_at_digit(model, part, name, fitted[-1]["direction"], fitted[-1]["off_value"]),
+                          part)
+            lost = [c - a for c, a in zip(_by_carry(clean_part, part.carry), _by_carry(after, part.carry))]
+            scores.append(lost[0] - lost[1])
+        layer = max(range(len(scores)), key=lambda l: scores[l])
+        groups.append({"digits": digits, "layer": layer, "hook": stream_name(model, layer, mid=True),
+                       "selectivity_by_layer": scores, **fitted[layer],
+                       "gap": fitted[layer]["on_value"] - fitted[layer]["off_value"]})
+    right = {"clean": whole(answer_correct(model, report), report),
+             "off": switched({g["digits"]: (g["direction"], g["off_value"]) for g in groups}),
+             "on": switched({g["digits"]: (g["direction"], g["on_value"]) for g in groups})}
+    clean, switched_off, switched_on = (_by_carry(right[k], report.carry) for k in ("clean", "off", "on"))
+    written = {"off": [""] * len(report.prompts), "on": [""] * len(report.prompts)}
+    for g in groups:
+        rows = (length(report) == g["digits"]).nonzero().flatten().tolist()
+        for k in written:
+            for i, w in zip(rows, written_at_digit(model, report.select(rows), g["hook"], g["direction"],
+                                                g[k + "_value"])):
+                written[k][i] = w
+
+    def ten_away(s, step):
+        """What a line whose sum were s + 10·step writes there: its tens digit or, where the answer's length
+        changes, its first digit (95 + 10 = 105: "1")."""
+        t = s + 10 * step
+        return str(t)[0] if len(str(t)) != len(str(s)) else str(t)[-2]
+
+    def moved(k, lines, step):
+        """Of the ``lines`` that switch ``k`` breaks: the share that write the answer ``step`` tens away, and examples."""
+        broken = (right["clean"] & ~right[k] & lines).nonzero().flatten().tolist()
+        sums = [report.prompts[i].a + report.prompts[i].b for i in broken]
+        hits = [written[k][i] == ten_away(s, step) for i, s in zip(broken, sums)]
+        examples = [(report.prompts[i].a, report.prompts[i].b, written[k][i]) for i in broken[:3]]
+        return (sum(hits) / len(hits) if hits else float("nan")), examples
+    g_rand = torch.Generator().manual_seed(seed)
     same_rule, same_push = [], []
     for _ in range(n_controls):
-        r = torch.randn(d.shape[0], generator=g)
-        own_off = float((x_fit @ (r / r.norm()))[~fit.carry].mean())
-        same_rule.append(_by_carry(whole(set_at_digit(model, report, name, r, own_off), report), report.carry))
-        same_push.append(_by_carry(whole(set_at_digit(model, report, name, r, own_off - (on - off)), report),
-                                   report.carry))
+        rule, push = {}, {}
+        for g in groups:
+            r = torch.randn(g["direction"].shape[0], generator=g_rand)
+            own_off = float((g["plain"] @ (r / r.norm())).mean())
+            rule[g["digits"]], push[g["digits"]] = (r, own_off), (r, own_off - g["gap"])
+        same_rule.append(_by_carry(switched(rule), report.carry))
+        same_push.append(_by_carry(switched(push), report.carry))
     mean = lambda xs: (sum(x[0] for x in xs) / len(xs), sum(x[1] for x in xs) / len(xs))   # noqa: E731
     rule, push = mean(same_rule), mean(same_push)
     carry_lost, plain_lost = clean[0] - switched_off[0], clean[1] - switched_off[1]
     selective = lambda acc: (clean[0] - acc[0]) - (clean[1] - acc[1])                     # noqa: E731
-    return {"layer": layer, "hook": name, "selectivity_by_layer": scores, "gap": on - off,
-            "clean": clean, "off": switched_off, "on": switched_on, "control_rule": rule, "control_push": push,
+    for g in groups:
+        del g["plain"]
+        rows = length(report) == g["digits"]
+        g.update({"lines": int(rows.sum()),
+                  **{k: _by_carry(right[k][rows], report.carry[rows]) for k in ("clean", "off", "on")}})
+    (short, short_examples), (over, over_examples) = moved("off", report.carry, -1), moved("on", ~report.carry, 1)
+    return {"groups": groups, "clean": clean, "off": switched_off, "on": switched_on,
+            "control_rule": rule, "control_push": push,
+            "off_one_ten_short": short, "off_examples": short_examples,
+            "on_one_ten_over": over, "on_examples": over_examples,
             "exact": carry_lost >= 0.5 and plain_lost <= 0.05,
             "controls_not_selective": max(selective(rule), selective(push)) <= 0.15}
 

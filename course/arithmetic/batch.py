@@ -36,6 +36,16 @@ class AdditionBatch:
     def carry(self) -> Tensor:
         return torch.tensor([p.carry for p in self.prompts])
 
+    def select(self, rows) -> "AdditionBatch":
+        """The lines ``rows`` (a slice, a bool mask or indices), same width and operand positions."""
+        if isinstance(rows, slice):
+            rows = torch.arange(len(self.prompts))[rows]
+        elif isinstance(rows, Tensor) and rows.dtype == torch.bool:
+            rows = rows.nonzero().flatten()
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return AdditionBatch([self.prompts[i] for i in rows.tolist()], self.tokens[rows], self.answer_mask[rows],
+                             self.operand_pos, self.ones_pos[rows], self.tens_pos[rows])
+
 
 def addition_batch(model, prompts: list[AdditionPrompt]) -> AdditionBatch:
     ids = model.tokenizer([p.text + p.answer for p in prompts], add_special_tokens=False)["input_ids"]

@@ -99,25 +99,44 @@ def mean_difference(x: Tensor, labels: Tensor) -> Tensor:
     return x[labels].mean(0) - x[~labels].mean(0)
 
 
+def _setting_hook(model, at: Tensor, direction: Tensor, value: float):
+    """A forward hook that sets the stream of line i at position ``at[i]`` to ``value`` along ``direction``."""
+    d = (direction / direction.norm()).to(model.device)
+    q = at.to(model.device)
+    rows = torch.arange(len(q), device=model.device)
+
+    def hook(x, hook):
+        x = x.clone()
+        v = x[rows, q]
+        x[rows, q] = v + (value - v @ d)[:, None] * d
+        return x
+    return hook
+
+
+def _digit_pos(batch: AdditionBatch, target: str) -> Tensor:
+    return (batch.tens_pos if target == "tens" else batch.ones_pos) - 1
+
+
 @torch.no_grad()
 def set_at_digit(model, batch: AdditionBatch, name: str, direction: Tensor, value: float, target: str = "tens",
                  batch_size: int = 512) -> Tensor:
     """``answer_correct`` with the stream at hook ``name`` set to ``value`` along ``direction``
     (unit-normalized), only at each line's position predicting its ``target`` digit."""
-    d = (direction / direction.norm()).to(model.device)
-    at = (batch.tens_pos if target == "tens" else batch.ones_pos) - 1
     out = []
     for s in range(0, len(batch.prompts), batch_size):
-        q = at[s:s + batch_size].to(model.device)
-        rows = torch.arange(len(q), device=model.device)
-
-        def hook(x, hook):
-            x = x.clone()
-            v = x[rows, q]
-            x[rows, q] = v + (value - v @ d)[:, None] * d
-            return x
-        part = AdditionBatch(batch.prompts[s:s + batch_size], batch.tokens[s:s + batch_size],
-                             batch.answer_mask[s:s + batch_size], batch.operand_pos, batch.ones_pos[s:s + batch_size],
-                             batch.tens_pos[s:s + batch_size])
+        part = batch.select(slice(s, s + batch_size))
+        hook = _setting_hook(model, _digit_pos(part, target), direction, value)
         out.append(answer_correct(model, part, batch_size=batch_size, fwd_hooks=[(name, hook)]))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def written_at_digit(model, batch: AdditionBatch, name: str, direction: Tensor, value: float,
+                     target: str = "tens") -> list[str]:
+    """The ``target`` digit each line's model writes (its top prediction, teacher-forced) with the same
+    edit as ``set_at_digit``."""
+    at = _digit_pos(batch, target)
+    logits = model.run_with_hooks(batch.tokens.to(model.device),
+                                  [(name, _setting_hook(model, at, direction, value))])
+    top = logits[torch.arange(len(at)), at.to(model.device)].argmax(-1).tolist()
+    return [model.tokenizer.decode([t]).strip() for t in top]

@@ -279,12 +279,16 @@ check.carry_direction(carry_direction, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The toolkit tries the stream between each layer's attention and its MLP, at the position
-# predicting the tens digit, and keeps the layer where switching off is most selective on
-# the validation sums; it reports on the test sums. Two controls, random directions: set to
-# their own no-carry value (the same rule), and pushed as far as the carry edit pushes (the
-# same push). "Exactly the carry cases" here means: at least half of the carry sums lost,
-# at most 0.05 of the others.
+# Where to switch? The position predicting the tens digit is not the same token in every
+# line: in a two-digit answer it is the space before the answer, in a three-digit one it
+# is the hundreds digit, one position later. They are different streams, so the toolkit
+# treats each answer length on its own: it fits the direction on the training sums of that
+# length, tries it between each layer's attention and its MLP, and keeps the layer where
+# switching off is most selective on the validation sums of that length (carry sums lost
+# minus others lost). It reports on the test sums, each length switched at its own layer,
+# only at that one position. Two controls, random directions: set to their own no-carry value
+# (the same rule), and pushed as far as the carry edit pushes (the same push). "Exactly the
+# carry cases" here means: at least half of the carry sums lost, at most 0.05 of the others.
 
 # %%
 from course.arithmetic.probe import stream_name  # noqa: E402
@@ -292,16 +296,26 @@ from course.findings_ch6 import carry_switch  # noqa: E402
 
 validation = addition_batch(model, held_out_addition_prompts("validation"))
 switch = carry_switch(model, train, validation, test, n_controls=3)   # the toolkit's carry_direction inside
-print(f"selectivity by layer (carry sums lost minus others lost, validation): "
-      f"{[round(s, 2) for s in switch['selectivity_by_layer']]} -> layer {switch['layer']}")
-print(f"{'accuracy on test sums':34s}{'carry':>7s}{'no carry':>10s}")
+for g in switch["groups"]:
+    print(f"{g['digits']}-digit answers: selectivity by layer (validation) "
+          f"{[round(x, 2) for x in g['selectivity_by_layer']]} -> layer {g['layer']}; on its {g['lines']} test sums "
+          f"carry {g['clean'][0]:.2f} -> {g['off'][0]:.2f} switched off, others {g['clean'][1]:.2f} -> "
+          f"{g['off'][1]:.2f} (switched on: {g['on'][1]:.2f})")
+print(f"\n{'accuracy on all test sums':34s}{'carry':>7s}{'no carry':>10s}")
 for label, key in [("clean", "clean"), ("carry switched off", "off"), ("carry switched on", "on"),
                    ("control: random, same rule", "control_rule"), ("control: random, same push", "control_push")]:
     print(f"{label:34s}{switch[key][0]:7.2f}{switch[key][1]:10.2f}")
-print(("so this direction is how the model carries: switching it off breaks exactly the carry sums"
+print(("so these directions are how the model carries: switching them off breaks exactly the carry sums"
        if switch["exact"] and switch["controls_not_selective"] else
-       "so no single direction here breaks exactly the carry sums (criterion: carry sums lose >= 0.5, the others "
-       "<= 0.05, controls not selective)") + f", in layer {switch['layer']}, between its attention and its MLP.")
+       "so no direction here breaks exactly the carry sums (criterion: carry sums lose >= 0.5, the others "
+       "<= 0.05, controls not selective)") + ", at layers " + ", ".join(
+    f"{g['layer']} ({g['digits']}-digit answers)" for g in switch["groups"]) + ", between attention and MLP.")
+print(f"Of the carry sums switching off breaks, {switch['off_one_ten_short']:.2f} write the answer one ten short "
+      "(95 -> 85), e.g. " + "; ".join(f"{a} + {b} = {a + b}: {w} for the {str(a + b)[-2]}"
+                                      for a, b, w in switch["off_examples"])
+      + f". Of the others switching on breaks, {switch['on_one_ten_over']:.2f} write it one ten over (32 -> 42, "
+      "95 -> 105), e.g. " + "; ".join(f"{a} + {b} = {a + b}: {w} for the {str(a + b)[-2]}"
+                                      for a, b, w in switch["on_examples"]) + ".")
 
 # %% [markdown]
 # ### The rough size of the sum
@@ -309,23 +323,29 @@ print(("so this direction is how the model carries: switching it off breaks exac
 # Anthropic's account of "36 + 59" found, next to the digit pathways, one that knows the
 # answer only roughly ("about 90"). Does the course model have it? At the position
 # predicting the tens digit, fit a linear readout of the sum $a + b$ from the stream at each
-# depth and measure its mean error on the held-out sums. Two yardsticks: guessing the mean
-# sum, and the best guess from the tens digits alone, $10(a_1 + b_1) + 9$ — the rough size
-# without the ones digits.
+# depth and measure its mean error on the held-out sums; as for the carry, each answer length
+# on its own, since that position is a different token in each. Two yardsticks: guessing the
+# mean sum, and the best guess from the tens digits alone, $10(a_1 + b_1) + 9$ — the rough
+# size without the ones digits.
 
 # %%
 from course.findings_ch6 import sum_readout  # noqa: E402
 
-readout = sum_readout(model, train, test)
-for row in readout["rows"]:
-    print(f"{row['hook']:28s} mean error {row['mae']:5.1f}   tens digit of the rounded readout right {row['tens_right']:.2f}")
-before = next(r for r in readout["rows"] if r["hook"] == stream_name(model, switch["layer"]))
-rough = before["mae"] <= 1.5 * readout["tens_digits_mae"] and before["mae"] < readout["mean_guess_mae"] / 4
-print(f"yardsticks: the mean sum errs by {readout['mean_guess_mae']:.1f}, the tens digits alone by "
-      f"{readout['tens_digits_mae']:.1f}. Entering layer {switch['layer']}, before the carry is written, the stream "
-      + (f"already knows the sum to about {before['mae']:.1f}: a rough-magnitude pathway, as precise as the tens digits "
-         "alone; the carry then sharpens it into the exact tens digit." if rough else
-         f"knows the sum only to {before['mae']:.1f}: no rough-magnitude pathway is linearly readable there."))
+before_carry = {}                                             # answer length -> readout error entering its carry layer
+for g in switch["groups"]:
+    of_length = lambda batch: batch.select(batch.answer_mask.sum(1) == g["digits"])   # noqa: E731
+    readout = sum_readout(model, of_length(train), of_length(test))
+    print(f"{g['digits']}-digit answers: " + "  ".join(f"{row['hook'].removeprefix('blocks.')} {row['mae']:.1f}"
+                                                   for row in readout["rows"]))
+    before = next(r for r in readout["rows"] if r["hook"] == stream_name(model, g["layer"]))
+    before_carry[g["digits"]] = before["mae"]
+    rough = before["mae"] <= 1.5 * readout["tens_digits_mae"] and before["mae"] < readout["mean_guess_mae"] / 4
+    print(f"   yardsticks: the mean sum errs by {readout['mean_guess_mae']:.1f}, the tens digits alone by "
+          f"{readout['tens_digits_mae']:.1f}. Entering layer {g['layer']}, before the carry is switched there, the "
+          "stream " + (f"already knows the sum to about {before['mae']:.1f}: a rough-magnitude pathway, about as "
+                       "precise as the tens digits alone; the carry then sharpens it into the exact tens digit."
+                       if rough else f"knows the sum only to {before['mae']:.1f}: no rough-magnitude pathway is "
+                       "linearly readable there yet; the carry comes first."))
 
 # %% [markdown]
 # ### 5. Neurons as a bag of heuristics
@@ -444,7 +464,7 @@ from course.fourier import fourier_basis as toolkit_basis  # noqa: E402
 from course.models.modular import all_pairs  # noqa: E402
 
 basis = toolkit_basis(P)[0]
-_, mod_cache = modular.run_with_cache(all_pairs(), names_filter="blocks.0.attn.hook_pattern")
+_, mod_cache = modular.run_with_cache(all_pairs(), names_filter=["blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_post"])
 key_rows = [0] + [2 * k - 1 for k in freqs] + [2 * k for k in freqs]
 for h in range(modular.cfg.n_heads):
     grid2d = basis @ mod_cache["pattern", 0][:, h, -1, 0].cpu().reshape(P, P) @ basis.T   # attention "=" -> a
@@ -452,6 +472,12 @@ for h in range(modular.cfg.n_heads):
     energy[0, 0] = 0                                                                 # leave out the mean
     print(f"head {h}: {float(energy[key_rows][:, key_rows].sum() / energy.sum()):.2f} of its attention's variance over "
           f"(a, b) lies in the key frequencies (and the constant)")
+neurons2d = torch.einsum("ia,abn,jb->ijn", basis, mod_cache["post", 0][:, -1].cpu().reshape(P, P, -1), basis)
+energy = neurons2d.pow(2)
+energy[0, 0] = 0                                                                     # each neuron's mean left out
+print(f"MLP neurons at '=': {float(energy[key_rows][:, key_rows].sum() / energy.sum()):.2f} of their activations' "
+      f"variance over (a, b) lies in the key frequencies (and the constant), terms such as cos(wa)·cos(wb); "
+      f"spread evenly, {(len(key_rows) ** 2 - 1) / (P ** 2 - 1):.2f} would")
 print(f"key frequencies (each carries >= 2% of the logits' variance): {freqs}, together "
       f"{float(share[[k - 1 for k in freqs]].sum()):.2f} of it; the embedding's largest norms are at "
       f"{(norms.topk(len(freqs)).indices + 1).sort().values.tolist()}")
@@ -550,16 +576,17 @@ GrokkingTimeline(measures)
 #
 # - The course model's accuracy by case, the heads that move each operand digit (by
 #   attention and by patching one digit), a linearly readable carry and what flattening it
-#   does, the direction whose switch turns the carry off (or on), how roughly the stream knows
+#   does, the directions (one per answer length) whose switch turns the carry off (or on), how roughly the stream knows
 #   the sum before the carry arrives, and the heuristic classes of its last layer's neurons
 #   were all printed above.
 # - The modular model computes with a few key frequencies: alone they nearly reproduce its
 #   loss; removed, it is lost. Its grokking shows as the three phases printed above.
 
 # %%
-print(f"Closing note: carry switched off at layer {switch['layer']}: carry sums {switch['clean'][0]:.2f} -> "
-      f"{switch['off'][0]:.2f}, others {switch['clean'][1]:.2f} -> {switch['off'][1]:.2f}; sum readable to "
-      f"{before['mae']:.1f} before the carry.")
+print(f"Closing note: carry switched off at layers {[g['layer'] for g in switch['groups']]} (by answer length): "
+      f"carry sums {switch['clean'][0]:.2f} -> {switch['off'][0]:.2f}, others {switch['clean'][1]:.2f} -> "
+      f"{switch['off'][1]:.2f}; sum readable before the carry to " + ", ".join(
+          f"{mae:.1f} ({digits}-digit answers)" for digits, mae in before_carry.items()) + ".")
 print(f"Closing note: carry probe {probe['best']:.2f} held out at best (best by layer "
       f"{[round(x, 2) for x in probe['by_layer']]}); heuristic classes {dict(classes['counts'])}; "
       f"key frequencies {freqs}; grokking phases end at steps {phases['memorized']}, {phases['circuit_formed']}, "
