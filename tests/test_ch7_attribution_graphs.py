@@ -18,7 +18,7 @@ from course.findings_ch7 import (ROLES, addition_graph, fact_graph, influence_by
                                  total_effects, validate_by_suppression)
 from course.neurons import text_stream
 from course.saes import explained_variance, read_sites
-from course.widgets import GraphViewer, graph_svg, graph_view, node_card
+from course.widgets import GraphViewer, graph_svg, graph_view, node_card, node_grid
 from solutions import ch7_attribution_graphs as ref
 from tests.check_contract import contract_tests, shipped_values_test
 
@@ -214,6 +214,15 @@ def test_graph_viewer_reacts_and_shows_errors_in_the_widget(m, found, tcs):
     other = v.node.options[-1][1]
     v.node.value = other
     assert v.card.node == other and "strongest inputs" in v.card_html.value
+    # the node map: a button per node, where the picture draws it; clicking one shows its card
+    grid = node_grid(v.view)
+    assert len(grid) == v.view.n_rows and all(len(r) == v.view.n_pos for r in grid)
+    assert grid[0][int(found["graph"].n_pos) - 1][0].kind == "logit"        # logits on the top row, at the end
+    assert all(n.row == v.view.n_rows - 1 - r and n.pos == p for r, row in enumerate(grid)
+               for p, cell in enumerate(row) for n in cell)
+    button = next(b for cell in v.grid.children for b in cell.children if b.node_id != v.node.value)
+    button.click()
+    assert v.node.value == button.node_id and v.card.node == button.node_id
     v.graph = None                      # a broken state shows a message, not a traceback
     v.refresh()
     assert "⚠" in v.status.value

@@ -415,8 +415,9 @@ print(f"sign agrees for {agreement['sign_agreement']:.0%} of the {len(checked)} 
 # write changes the final layer norm's scale too. Another is attention: the graph froze the
 # patterns as well.
 #
-# **Explore the graph.** The threshold slider re-prunes; pick a node (the list is sorted by
-# influence) to see its strongest inputs, its direct effect on the answer and, for a feature,
+# **Explore the graph.** The threshold slider re-prunes; click a node on the map under the
+# picture (laid out like it: a column per position, a row per layer) or pick one in the list
+# (sorted by influence) to see its strongest inputs, its direct effect on the answer and, for a feature,
 # its top contexts and the tokens its decoder direction promotes.
 
 # %%

@@ -7,7 +7,7 @@
 from course.widgets.arithmetic import (AdditionExplorer, AdditionView, FourierView, FourierViewer,
                                          GrokkingTimeline, GrokkingView, addition_view, fourier_view, grokking_view)
 from course.widgets.attention import AttentionExplorer, AttentionView, attention_view
-from course.widgets.graphs import GraphNode, GraphView, GraphViewer, NodeCard, graph_svg, graph_view, node_card
+from course.widgets.graphs import GraphNode, GraphView, GraphViewer, NodeCard, graph_svg, graph_view, node_card, node_grid
 from course.widgets.editor import EditView, FactEditor, edit_fact
 from course.widgets.circuits import CircuitMatrix, CircuitViewer, circuit_matrix
 from course.widgets.logit_attribution import AttributionExplorer, AttributionTable, attribution_table
@@ -28,4 +28,4 @@ __all__ = ["AdditionExplorer", "AdditionView", "addition_view", "FourierViewer",
            "patching_map", "NeuronCard", "NeuronExplorer", "neuron_card", "neuron_promoting", "TraceExplorer", "TraceView", "trace_view",
            "FeatureCard", "FeatureDashboard", "SuperpositionExplorer", "SuperpositionView", "feature_card",
            "feature_promoting", "superposition_view", "GraphNode", "GraphView", "GraphViewer", "NodeCard", "graph_svg",
-           "graph_view", "node_card"]
+           "graph_view", "node_card", "node_grid"]

@@ -1,6 +1,6 @@
 """Chapter 7's attribution-graph viewer, offline: nodes by layer x position, edges drawn with
-widths by effect, a pruning-threshold slider, and a node picker that shows a node's top
-contexts and logit effects."""
+widths by effect, a pruning-threshold slider, and nodes to click (a button per node, laid out
+by layer x position like the picture) that show a node's top contexts and logit effects."""
 
 from __future__ import annotations
 
@@ -90,6 +90,25 @@ def graph_svg(view: GraphView, width: int = 760, height: int = 360, selected: in
     return "".join(parts) + "</svg>"
 
 
+def node_grid(view: GraphView, per_cell: int = 3) -> list[list[list[GraphNode]]]:
+    """The clickable map: ``grid[r][p]`` holds the nodes drawn in row ``r`` (0 = the logits at the
+    top, the last = the embeddings, as in the picture) at position ``p``, the most influential
+    first, at most ``per_cell`` of them (the rest stay in the ranked list)."""
+    grid = [[[] for _ in range(view.n_pos)] for _ in range(view.n_rows)]
+    for v in sorted(view.nodes, key=lambda v: -v.influence):
+        cell = grid[view.n_rows - 1 - v.row][v.pos]
+        if len(cell) < per_cell:
+            cell.append(v)
+    return grid
+
+
+def _short(v: GraphNode) -> str:
+    """A node's name on its button: the feature number, or what kind of node it is."""
+    if v.kind == "feature":
+        return v.label.split(" ")[0].split("/")[1]
+    return {"error": "err", "embedding": "emb"}.get(v.kind, "logit")
+
+
 @dataclass
 class NodeCard:
     node: int
@@ -146,8 +165,9 @@ def node_card_html(card: NodeCard) -> str:
 
 
 class GraphViewer(widgets.VBox):
-    """A pruning-threshold slider over the graph picture; pick a node (the list is sorted by
-    influence) to see its card. Errors show in the status line."""
+    """A pruning-threshold slider over the graph picture; click a node on the map below it (laid
+    out like the picture) or pick one in the list (sorted by influence) to see its card. Errors
+    show in the status line."""
 
     def __init__(self, model, graph, transcoders, tokens: torch.Tensor | None = None, node_threshold: float = 0.8):
         self.model, self.graph, self.transcoders, self.tokens = model, graph, transcoders, tokens
@@ -155,9 +175,13 @@ class GraphViewer(widgets.VBox):
                                              description="keep", continuous_update=False)
         self.node = widgets.Select(options=[], rows=8, description="node", layout=widgets.Layout(width="360px"))
         self.status, self.picture, self.card_html = widgets.HTML(), widgets.HTML(), widgets.HTML()
+        self.grid = widgets.GridBox()
         self.threshold.observe(lambda c: self.refresh(), names="value")
         self.node.observe(lambda c: self.show(c["new"]), names="value")
-        super().__init__([self.threshold, self.status, self.picture, widgets.HBox([self.node, self.card_html])])
+        super().__init__([self.threshold, self.status, self.picture,
+                          widgets.HTML("<b>click a node</b> — rows as in the picture (logits at the top, "
+                                       "the last layer to the first, embeddings at the bottom), columns: positions"),
+                          self.grid, widgets.HBox([self.node, self.card_html])])
         self.add_class("course-explorer")
         self.refresh()
 
@@ -176,9 +200,29 @@ class GraphViewer(widgets.VBox):
                 self.node.value = keep
             finally:
                 self._picking = False
+            self.grid.children = self._buttons()
+            self.grid.layout = widgets.Layout(grid_template_columns=f"repeat({self.view.n_pos}, minmax(0, 1fr))",
+                                              grid_gap="2px", width="760px")
             self.show(keep)
         except Exception as e:
             self.status.value = f"<span style='color:#b00'>⚠ {html.escape(str(e))}</span>"
+
+    def _buttons(self) -> list:
+        """One cell per (row, position) of :func:`node_grid`; a button per node, which selects it."""
+        cells = []
+        for row in node_grid(self.view):
+            for nodes in row:
+                buttons = []
+                for v in nodes:
+                    b = widgets.Button(description=_short(v), tooltip=f"{v.label} (influence {v.influence:.3f})",
+                                       layout=widgets.Layout(width="auto", height="20px", padding="0 2px"))
+                    b.style.button_color = _COLOURS[v.kind]
+                    b.style.font_size = "9px"
+                    b.node_id = v.node
+                    b.on_click(lambda btn: setattr(self.node, "value", btn.node_id))
+                    buttons.append(b)
+                cells.append(widgets.VBox(buttons, layout=widgets.Layout(min_height="4px")))
+        return cells
 
     def show(self, node) -> None:
         if getattr(self, "_picking", False):
