@@ -371,3 +371,25 @@ def test_suppressing_a_ones_digit_feature_changes_the_answer_as_the_graph_predic
     results = [suppress_feature(m, addition, n) for n in ranked]
     assert all(r["predicted_direct"] < 0 and r["actual"] < 0 for r in results)      # the sign the graph predicts
     assert any(r["top_after"] != addition["answer"] for r in results)                # and one flips the answer
+
+
+def test_a_jumprelu_set_exports_its_thresholds_and_loads_back_as_jumprelu(m, tmp_path):
+    """circuit-tracer 0.5's loader makes a JumpReLU of ``activation_function.threshold`` (its
+    ``load_relu_transcoder``); our reader does the same, and the exported layer reads the MLP's input."""
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    jr, _ = train_transcoders(m, tokens=8192, d_sae=128, k=8, batch_size=1024, activation="jumprelu", progress=False)
+    out = save_circuit_tracer_transcoders(jr, m, tmp_path / "ct")
+    with safe_open(str(out / "layer_1.safetensors"), framework="pt") as f:
+        assert set(f.keys()) == {"W_enc", "W_dec", "b_enc", "b_dec", "activation_function.threshold"}
+        assert f.metadata()["activation"] == "jumprelu"
+    ct = load_circuit_tracer_transcoder(out / "layer_1.safetensors")
+    assert ct.cfg.activation == "jumprelu"
+    tokens = m.to_tokens(PROMPT)
+    _, cache = m.run_with_cache(tokens, names_filter=[input_site(1)])
+    n = cache[input_site(1)][0]
+    with torch.no_grad():
+        torch.testing.assert_close(ct.encode(n * m.ln2_w[1] + m.ln2_b[1]), jr[1].encode(n), atol=1e-4, rtol=1e-4)
+    back = TranscoderSet.load(jr.save(tmp_path / "ours"))
+    torch.testing.assert_close(back[1].threshold, jr[1].threshold)

@@ -292,3 +292,79 @@ def test_feature_card_and_dashboard(m, sae, text, acts):
     d.feature.value = 10 ** 6           # an error shows in the widget, not as a traceback
     assert "⚠" in d.status.value or d.feature.value < acts.shape[-1]
     assert isinstance(d.run_steer(), str) and "steered" in d.steered.value
+
+
+# -- JumpReLU ----------------------------------------------------------------------------------------
+
+def _jumprelu(seed=0, d_in=8, d_sae=32, k=4):
+    return SparseDictionary(DictionaryConfig(d_in=d_in, d_sae=d_sae, activation="jumprelu", k=k, seed=seed))
+
+
+def test_jumprelu_is_zero_below_its_threshold_and_the_identity_above():
+    s = _jumprelu()
+    with torch.no_grad():
+        s.log_threshold.copy_(torch.linspace(-1, 1, 32))
+    x = torch.randn(200, 8)
+    pre, theta, f = s.pre_activations(x), s.threshold, s.encode(x)
+    assert (f[pre <= theta] == 0).all() and (f[pre > theta] == pre[pre > theta]).all()
+    assert (f >= 0).all() and 0 < (f > 0).float().mean() < 1
+
+
+def test_jumprelu_thresholds_get_the_pseudo_derivatives_gradient():
+    """Through the rectangle kernel: only tokens within ε/2 of θ count, and the L0 penalty pushes θ up
+    (d/dθ of the count is -(1/ε) × their number, times dθ/dlogθ = θ)."""
+    from course.saes import dictionary_loss
+    from course.saes.model import step
+
+    s = _jumprelu()
+    x = torch.randn(500, 8)
+    with torch.no_grad():
+        s.log_threshold.copy_(s.pre_activations(x).median(0).values.clamp_min(0.05).log())
+    with torch.enable_grad():
+        loss, _ = dictionary_loss(s, x, torch.zeros(500, 8), l0_coeff=1.0)
+        loss.backward()
+    assert s.log_threshold.grad is not None and s.log_threshold.grad.abs().sum() > 0
+    s.zero_grad()
+    with torch.enable_grad():
+        pre = s.pre_activations(x).detach()
+        count = step(pre, s.threshold, s.cfg.bandwidth).sum(-1).mean()
+        count.backward()
+    theta, eps = s.threshold.detach(), s.cfg.bandwidth
+    window = ((pre - theta).abs() < eps / 2).float().sum(0) / len(x)
+    torch.testing.assert_close(s.log_threshold.grad, -window / eps * theta)
+
+
+def test_jumprelu_saelens_round_trip(tmp_path):
+    s = _jumprelu(seed=1)
+    with torch.no_grad():
+        s.log_threshold.copy_(torch.randn(32) * 0.3 - 1)
+        s.b_enc.copy_(torch.randn(32) * 0.1)
+    x = torch.randn(50, 8)
+    back = load_sae(save_sae(s, tmp_path / "a"))
+    torch.testing.assert_close(back.encode(x), s.encode(x))
+    sae_lens = pytest.importorskip("sae_lens")
+    theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "a"))
+    assert type(theirs).__name__ == "JumpReLUSAE"
+    torch.testing.assert_close(theirs.encode(x), s.encode(x), atol=1e-5, rtol=1e-5)
+
+
+def test_jumprelu_training_lowers_the_loss_and_steers_l0_to_its_target():
+    """Data made of 64 sparse directions (3 active per sample): the L0 ends near k, the error falls."""
+    from course.saes import train
+
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.nn.functional.normalize(torch.randn(64, 16, generator=g), dim=-1)
+
+    def batches():
+        while True:
+            mask = torch.zeros(512, 64).scatter(-1, torch.rand(512, 64, generator=g).topk(3, -1).indices, 1.0)
+            x = (mask * torch.rand(512, 64, generator=g).add(0.5)) @ dirs
+            yield x, x
+
+    s = _jumprelu(d_in=16, d_sae=96, k=6)
+    log = train(s, batches(), 512 * 300, lr=5e-3, resample_every=20, progress=False)
+    assert log.loss[-1] < 0.5 * log.loss[0]
+    x, _ = next(batches())
+    with torch.no_grad():
+        l0 = float((s.encode(x) > 0).float().sum(-1).mean())
+    assert 0.5 * s.cfg.k < l0 < 1.5 * s.cfg.k

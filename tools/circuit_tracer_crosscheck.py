@@ -87,19 +87,24 @@ CT_SLUG = "circuit-tracer-addition-36-59"
 
 # -- step 1: the project's environment -------------------------------------------------------------
 
-def export(out: Path) -> None:
+def export(out: Path, transcoders: Path | None = None) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT))
     import course
-    from course.attribution import attribute, load_shipped_transcoders, prune, save_circuit_tracer_transcoders
+    from course.attribution import (TranscoderSet, attribute, load_shipped_transcoders, prune,
+                                    save_circuit_tracer_transcoders)
     from course.attribution.export import save_graph_json
     from course.attribution.replacement import LocalReplacement
     from course.findings_ch7 import addition_graph, addition_prompt
 
     torch.set_grad_enabled(False)
     model = course.load_model(device="cpu")
-    tcs = load_shipped_transcoders(model, strict=True)
+    if transcoders is None:
+        tcs = load_shipped_transcoders(model, strict=True)
+    else:                              # another set, e.g. JumpReLU ones from train_transcoders --out
+        tcs = TranscoderSet.load(transcoders)
+        tcs.check_fresh(model)
     found = addition_graph(model, tcs, 36, 59)
     graph, pruned, rep = found["graph"], found["pruned"], found["rep"]
 
@@ -241,10 +246,11 @@ def check(out: Path, server_port: int = 8032) -> dict:
         "activation": _stats(torch.tensor([our_active[k] for k in common]), torch.tensor([ct_active[k] for k in common])),
     }
     # what circuit-tracer's own TopK (no ReLU) would add: negative pre-activations among the k largest
-    with torch.no_grad():
-        _, pre = model.get_activations(tokens[None], apply_activation_function=False)
-    kth = pre[:, 1:].topk(int(config["k"]), dim=-1).values
-    report["features"]["negative_in_top_k_after_bos"] = int((kth < 0).sum())
+    if config.get("activation") == "topk":
+        with torch.no_grad():
+            _, pre = model.get_activations(tokens[None], apply_activation_function=False)
+        kth = pre[:, 1:].topk(int(config["k"]), dim=-1).values
+        report["features"]["negative_in_top_k_after_bos"] = int((kth < 0).sum())
     report["logit"] = {"tokens": [tok.decode([int(t)]) for t in ours["logit_tokens"]],
                        "probability_ours": ours["logit_probabilities"].tolist(),
                        "probability_circuit_tracer": graph.logit_probabilities.tolist()}
@@ -389,8 +395,8 @@ def _print(report: dict) -> None:
           f"circuit-tracer {report['logit']['probability_circuit_tracer']}")
     print(f"active features: ours {f['ours']} ({f['ours_at_bos']} at BOS), circuit-tracer {f['circuit_tracer']}, "
           f"common {f['common']}, only ours after BOS {f['only_ours_after_bos']}, only circuit-tracer "
-          f"{f['only_circuit_tracer']}; circuit-tracer's plain TopK would add {f['negative_in_top_k_after_bos']} "
-          f"negative activations")
+          f"{f['only_circuit_tracer']}" + (f"; circuit-tracer's plain TopK would add {f['negative_in_top_k_after_bos']} "
+                                          "negative activations" if "negative_in_top_k_after_bos" in f else ""))
     print(f"  activations: {s(f['activation'])}")
     print("edges (aligned: token-only embedding nodes; nodes both graphs have):")
     for k, x in e["aligned"].items():
@@ -417,10 +423,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("step", choices=["export", "check"])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--transcoders", type=Path, default=None,
+                    help="export step: a transcoder set folder (default: the shipped set)")
     ap.add_argument("--port", type=int, default=8032, help="loopback port for the viewer check (check step)")
     args = ap.parse_args(argv)
     if args.step == "export":
-        export(args.out)
+        export(args.out, args.transcoders)
     else:
         _print(check(args.out, args.port))
     return 0

@@ -9,8 +9,9 @@ the MLP's actual input (after them: circuit-tracer's ``mlp.hook_in``, the hook i
 TransformerLens replacement model puts on each MLP's input): ln_2's weight and bias are folded
 into the encoder, so ``pre = mlp_in @ (W_enc / w)ᵀ + b_enc - (b / w) W_enc``.
 
-circuit-tracer 0.5 loads such a file with a ReLU; a TopK set needs its activation set after
-loading (``tools/circuit_tracer_crosscheck.py`` shows how, and checks the result against ours).
+circuit-tracer 0.5 loads such a file with a ReLU, or with its JumpReLU when the file holds
+``activation_function.threshold`` (a JumpReLU set loads as it is); a TopK set needs its activation
+set after loading (``tools/circuit_tracer_crosscheck.py`` shows how, and checks the result against ours).
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ def folded_encoder(tc: SparseDictionary, ln_w: torch.Tensor, ln_b: torch.Tensor)
 def save_circuit_tracer_transcoders(tcs: TranscoderSet, model, out: str | Path, scan: str = "course-transcoders") -> Path:
     """``out/layer_{l}.safetensors`` for each layer and ``out/config.yaml``. ``k`` is not a tensor
     (circuit-tracer's loader refuses unknown tensors): it is in ``config.yaml`` and in each file's
-    safetensors metadata (``activation``, ``k``)."""
+    safetensors metadata (``activation``, ``k``). A JumpReLU set's thresholds are the tensor
+    ``activation_function.threshold``, which circuit-tracer's loader turns into its own JumpReLU
+    (folding ln_2 into the encoder leaves the pre-activations, hence θ, unchanged)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -124,12 +127,17 @@ def save_circuit_tracer_transcoders(tcs: TranscoderSet, model, out: str | Path, 
     for l, tc in enumerate(tcs):
         W_enc, b_enc = folded_encoder(tc, model.ln2_w[l].detach(), model.ln2_b[l].detach())
         state = {"W_enc": W_enc.T, "W_dec": tc.W_dec.detach(), "b_enc": b_enc, "b_dec": tc.b_dec.detach()}
+        if act == "jumprelu":
+            state["activation_function.threshold"] = tc.threshold.detach()
         save_file({k: v.to("cpu", torch.float32).contiguous() for k, v in state.items()},
                   out / f"layer_{l}.safetensors", metadata={**meta, "layer": str(l)})
         paths.append(f"layer_{l}.safetensors")
+    how = (["# circuit-tracer 0.5 loads each layer's JumpReLU (activation_function.threshold) as it is."]
+           if act == "jumprelu" else
+           ["# circuit-tracer 0.5 loads each layer with a ReLU:",
+            "# set the TopK activation below after loading (see tools/circuit_tracer_crosscheck.py)."])
     lines = ["# circuit-tracer transcoder set exported from the course (course.attribution.export).",
-             "# Paths are relative to this file; circuit-tracer 0.5 loads each layer with a ReLU:",
-             "# set the TopK activation below after loading (see tools/circuit_tracer_crosscheck.py).",
+             "# Paths are relative to this file; " + how[0][2:], *how[1:],
              f"model_name: {tcs[0].cfg.model_name}", "model_kind: transcoder_set", f"scan: {scan}",
              "feature_input_hook: mlp.hook_in   # the MLP's input, after ln_2's weight and bias",
              "feature_output_hook: hook_mlp_out", f"activation: {act}"]
@@ -142,19 +150,23 @@ def save_circuit_tracer_transcoders(tcs: TranscoderSet, model, out: str | Path, 
 
 def load_circuit_tracer_transcoder(path: str | Path, activation: str = "relu") -> SparseDictionary:
     """A per-layer transcoder file as a :class:`SparseDictionary` reading the MLP's actual input
-    (TopK when the file's metadata, or an older file's ``k`` tensor, gives ``k``; else
-    ``activation``; JumpReLU thresholds and skip connections are not supported)."""
+    (JumpReLU when it holds ``activation_function.threshold``, as circuit-tracer's loader decides;
+    TopK when the file's metadata, or an older file's ``k`` tensor, gives ``k``; else
+    ``activation``; skip connections are not supported)."""
     w = load_file(str(path))
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    if "activation_function.threshold" in w or "W_skip" in w:
-        raise ValueError(f"{path}: JumpReLU and skip connections are not supported here")
+    if "W_skip" in w:
+        raise ValueError(f"{path}: skip connections are not supported here")
+    threshold = w.pop("activation_function.threshold", None)
     k = int(w.pop("k")) if "k" in w else (int(meta["k"]) if meta.get("k") else None)
-    act = "topk" if k is not None or meta.get("activation") == "topk" else activation
+    act = "jumprelu" if threshold is not None else "topk" if k is not None or meta.get("activation") == "topk" else activation
     d_sae, d_model = w["W_enc"].shape
     cfg = DictionaryConfig(d_in=d_model, d_sae=d_sae, d_out=w["b_dec"].shape[0], activation=act,
                            k=k if k is not None else 16)
     tc = SparseDictionary(cfg)
-    tc.load_state_dict({"W_enc": w["W_enc"].T.contiguous(), "b_enc": w["b_enc"], "W_dec": w["W_dec"],
-                        "b_dec": w["b_dec"]})
+    state = {"W_enc": w["W_enc"].T.contiguous(), "b_enc": w["b_enc"], "W_dec": w["W_dec"], "b_dec": w["b_dec"]}
+    if threshold is not None:
+        state["log_threshold"] = threshold.log()
+    tc.load_state_dict(state)
     return tc

@@ -21,7 +21,9 @@ from course.attribution.transcoders import RECIPE, RETRAIN, SHIPPED, evaluate_tr
 def write_card(path: Path, recipe: dict, metrics: dict, fingerprint: str, seconds: float) -> None:
     rows = "\n".join(f"| {m.layer} | {m.fvu:.3f} | {m.l0:.1f} | {m.dead:.1%} | {m.alone_loss:.3f} |"
                      for m in metrics["layers"])
-    sparsity = f"k = {recipe['k']}" if recipe["activation"] == "topk" else f"L1 coefficient {recipe.get('l1_coeff', 0.0)}"
+    sparsity = {"topk": f"k = {recipe['k']}", "relu": f"L1 coefficient {recipe.get('l1_coeff', 0.0)}",
+                "jumprelu": f"an L0 penalty whose coefficient is steered to L0 = {recipe['k']}, "
+                            "thresholds learned through a rectangle-kernel pseudo-derivative"}[recipe["activation"]]
     text = f"""# The course transcoders
 
 One transcoder per MLP layer of the course GPT-2, for chapter 7. Transcoder `l` reads
@@ -50,8 +52,9 @@ Reproduce: `{RETRAIN}`.
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Train one transcoder per MLP layer of the course model.")
     ap.add_argument("--d-sae", type=int, default=RECIPE["d_sae"])
-    ap.add_argument("--activation", choices=["topk", "relu"], default=RECIPE["activation"])
-    ap.add_argument("--k", type=int, default=RECIPE["k"], help="active features per token (topk)")
+    ap.add_argument("--activation", choices=["topk", "relu", "jumprelu"], default=RECIPE["activation"])
+    ap.add_argument("--k", type=int, default=RECIPE["k"],
+                    help="active features per token (topk); the target L0 (jumprelu)")
     ap.add_argument("--l1-coeff", type=float, default=RECIPE.get("l1_coeff", 0.0), help="sparsity penalty (relu)")
     ap.add_argument("--tokens", type=int, default=RECIPE["tokens"])
     ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
@@ -72,7 +75,8 @@ def main(argv=None) -> int:
     metrics = evaluate_transcoders(model, tcs)
     for tc, log in zip(tcs, logs):
         tc.cfg.extra = {"training": {**recipe, "tokens_seen": log.tokens[-1], "steps": log.steps[-1],
-                                     "seconds": round(log.seconds, 1), "resampled": log.resampled},
+                                     "seconds": round(log.seconds, 1), "resampled": log.resampled,
+                                     **({"final_l0_coeff": log.l0_coeff[-1]} if log.l0_coeff else {})},
                         "evaluation": metrics["layers"][tc.cfg.seed - recipe["seed"]].as_dict()}
     out = Path(args.out)
     tcs.save(out)

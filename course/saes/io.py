@@ -46,7 +46,7 @@ def check_fresh(sae: SparseDictionary, model) -> None:
 
 def _saelens_cfg(cfg: DictionaryConfig) -> dict:
     """SAE Lens's config keys, with ours under ``metadata`` (SAE Lens keeps unknown metadata)."""
-    out = {"architecture": "topk" if cfg.activation == "topk" else "standard", "d_in": cfg.d_in, "d_sae": cfg.d_sae,
+    out = {"architecture": {"topk": "topk", "jumprelu": "jumprelu"}.get(cfg.activation, "standard"), "d_in": cfg.d_in, "d_sae": cfg.d_sae,
            "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False, "normalize_activations": "none",
            "reshape_activations": "none",
            "metadata": {"model_name": cfg.model_name, "hook_name": cfg.hook_name, "hook_head_index": None,
@@ -55,7 +55,7 @@ def _saelens_cfg(cfg: DictionaryConfig) -> dict:
     if cfg.activation == "topk":
         out["k"] = cfg.k
     if not cfg.is_autoencoder or cfg.d_out != cfg.d_in:
-        out["architecture"] = "transcoder"
+        out["architecture"] = "jumprelu_transcoder" if cfg.activation == "jumprelu" else "transcoder"
         out["d_out"] = cfg.d_out
         out["metadata"]["hook_name_out"] = cfg.target_hook_name
     return out
@@ -65,32 +65,37 @@ def save_sae(sae: SparseDictionary, path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sae.state_dict().items()}
+    if "log_threshold" in weights:          # SAE Lens's JumpReLU stores θ itself
+        weights["threshold"] = weights.pop("log_threshold").exp()
     save_file(weights, path / "sae_weights.safetensors")
     (path / "cfg.json").write_text(json.dumps(_saelens_cfg(sae.cfg), indent=2) + "\n")
     return path
 
 
 def load_sae(path: str | Path, device="cpu") -> SparseDictionary:
-    """A dictionary saved by :func:`save_sae`, or any SAE Lens "standard"/"topk" SAE without input
-    normalisation (its ``b_dec`` subtraction, if any, is folded into ``b_enc``)."""
+    """A dictionary saved by :func:`save_sae`, or any SAE Lens "standard"/"topk"/"jumprelu" SAE without
+    input normalisation (its ``b_dec`` subtraction, if any, is folded into ``b_enc``)."""
     path = Path(path)
     raw = json.loads((path / "cfg.json").read_text())
     ours = (raw.get("metadata") or {}).get("course")
     if ours:
         cfg = DictionaryConfig(**ours)
     else:
-        if raw.get("architecture", "standard") not in ("standard", "topk") or raw.get("normalize_activations",
-                                                                                       "none") != "none":
-            raise ValueError(f"{path}: only standard or topk SAEs without input normalisation load here.")
+        arch = raw.get("architecture", "standard")
+        if arch not in ("standard", "topk", "jumprelu") or raw.get("normalize_activations", "none") != "none":
+            raise ValueError(f"{path}: only standard, topk or jumprelu SAEs without input normalisation load here.")
         meta = raw.get("metadata") or {}
-        cfg = DictionaryConfig(d_in=raw["d_in"], d_sae=raw["d_sae"], activation="topk" if raw.get("architecture") == "topk"
-                               else "relu", k=raw.get("k", 0), hook_name=meta.get("hook_name", ""),
+        cfg = DictionaryConfig(d_in=raw["d_in"], d_sae=raw["d_sae"], activation={"standard": "relu"}.get(arch, arch),
+                               k=raw.get("k", 0), hook_name=meta.get("hook_name", ""),
                                model_name=meta.get("model_name", ""))
     weights = load_file(path / "sae_weights.safetensors")
     if raw.get("apply_b_dec_to_input", True) and not ours:
         weights["b_enc"] = weights["b_enc"] - weights["b_dec"] @ weights["W_enc"]
     sae = SparseDictionary(cfg)
-    sae.load_state_dict({k: weights[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")})
+    state = {k: weights[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    if cfg.activation == "jumprelu":
+        state["log_threshold"] = weights["threshold"].log()
+    sae.load_state_dict(state)
     return sae.to(device)
 
 
@@ -113,9 +118,10 @@ def load_shipped_sae(model=None, strict: bool = False) -> SparseDictionary:
 def write_card(sae: SparseDictionary, path: str | Path) -> None:
     c, extra = sae.cfg, sae.cfg.extra
     t, ev = extra.get("training", {}), extra.get("evaluation", {})
-    kind = f"TopK (k = {c.k})" if c.activation == "topk" else f"ReLU with L1 coefficient {c.l1_coeff}"
+    kind = {"topk": f"TopK (k = {c.k})", "relu": f"ReLU with L1 coefficient {c.l1_coeff}",
+            "jumprelu": f"JumpReLU (L0 penalty steered to {c.k} per token)"}[c.activation]
     window = t.get("resample_every")
-    dead_rule = (f"features idle for {window} steps get the AuxK loss (Gao et al. 2024)" if c.activation == "topk"
+    dead_rule = (f"features idle for {window} steps get the AuxK loss (Gao et al. 2024)" if c.activation != "relu"
                  else f"dead features resampled every {window} steps in the first 70%")
     text = f"""# The course SAE
 

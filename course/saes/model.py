@@ -1,4 +1,4 @@
-"""A sparse dictionary: untied encoder and decoder, unit-norm decoder rows, ReLU or TopK.
+"""A sparse dictionary: untied encoder and decoder, unit-norm decoder rows, ReLU, TopK or JumpReLU.
 
 It maps an input activation ``x [.., d_in]`` to ``d_sae`` feature activations and decodes
 them into a target activation ``[.., d_out]``. A sparse autoencoder is the case where the
@@ -14,14 +14,67 @@ import torch
 from torch import Tensor, nn
 
 
+ACTIVATIONS = ("relu", "topk", "jumprelu")
+
+
+def _rectangle(u: Tensor) -> Tensor:
+    return ((u > -0.5) & (u < 0.5)).to(u)
+
+
+class _JumpReLU(torch.autograd.Function):
+    """``z · H(z − θ)``; backward: the identity's gradient above θ for ``z``, and for ``θ`` the
+    pseudo-derivative ``−(θ/ε) K((z − θ)/ε)`` with a rectangle kernel ``K`` (Rajamanoharan et al. 2024)."""
+
+    @staticmethod
+    def forward(ctx, z, theta, eps):
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return z * (z > theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, theta = ctx.saved_tensors
+        d_theta = -(theta / ctx.eps) * _rectangle((z - theta) / ctx.eps) * g
+        return (z > theta) * g, d_theta.reshape(-1, theta.shape[-1]).sum(0), None
+
+
+class _Step(torch.autograd.Function):
+    """``H(z − θ)``; backward: ``−(1/ε) K((z − θ)/ε)`` for ``θ`` and its negation for ``z`` (the step
+    depends on ``z − θ`` only; SAE Lens's ``ste_to_input``), so the L0 penalty can lower the
+    pre-activations as well as raise the thresholds."""
+
+    @staticmethod
+    def forward(ctx, z, theta, eps):
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return (z > theta).to(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, theta = ctx.saved_tensors
+        d_z = (1 / ctx.eps) * _rectangle((z - theta) / ctx.eps) * g
+        return d_z, -d_z.reshape(-1, theta.shape[-1]).sum(0), None
+
+
+def jumprelu(z: Tensor, theta: Tensor, eps: float) -> Tensor:
+    """``z`` where ``z > θ``, else 0, with straight-through gradients to ``θ`` through a window of width ``eps``."""
+    return _JumpReLU.apply(z, theta, eps)
+
+
+def step(z: Tensor, theta: Tensor, eps: float) -> Tensor:
+    """``1`` where ``z > θ``, else 0 (the L0 count's terms), with the same pseudo-derivative for ``θ``."""
+    return _Step.apply(z, theta, eps)
+
+
 @dataclass
 class DictionaryConfig:
     d_in: int
     d_sae: int
     d_out: int | None = None               # None: the same as d_in (an SAE)
-    activation: str = "topk"               # "relu" (with an L1 penalty) or "topk"
-    k: int = 16                            # features kept per token, for "topk"
+    activation: str = "topk"               # "relu" (with an L1 penalty), "topk", or "jumprelu" (an L0 penalty)
+    k: int = 16                            # features kept per token, for "topk"; the target L0, for "jumprelu"
     l1_coeff: float = 0.0                  # the sparsity penalty's weight, for "relu"
+    bandwidth: float = 0.1                 # the width of the threshold's pseudo-derivative window, for "jumprelu"
     hook_name: str = ""                    # the site read (e.g. "blocks.1.hook_resid_post")
     target_hook_name: str = ""             # the site predicted; "" means hook_name (an SAE)
     model_name: str = "course-gpt2"
@@ -32,8 +85,8 @@ class DictionaryConfig:
     def __post_init__(self):
         if self.d_out is None:
             self.d_out = self.d_in
-        if self.activation not in ("relu", "topk"):
-            raise ValueError(f'activation is "relu" or "topk"; got {self.activation!r}.')
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f'activation is one of {", ".join(ACTIVATIONS)}; got {self.activation!r}.')
 
     @property
     def is_autoencoder(self) -> bool:
@@ -64,6 +117,13 @@ class SparseDictionary(nn.Module):
         self.W_enc = nn.Parameter(W_enc * (cfg.d_out / cfg.d_sae) ** 0.5)
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_out))
+        if cfg.activation == "jumprelu":       # θ = exp(log_threshold) stays positive, so f ≥ 0
+            self.log_threshold = nn.Parameter(torch.zeros(cfg.d_sae))
+
+    @property
+    def threshold(self) -> Tensor:
+        """JumpReLU's per-feature thresholds ``θ`` [d_sae]."""
+        return self.log_threshold.exp()
 
     @property
     def d_sae(self) -> int:
@@ -77,6 +137,8 @@ class SparseDictionary(nn.Module):
         pre = self.pre_activations(x)
         if self.cfg.activation == "relu":
             return pre.relu()
+        if self.cfg.activation == "jumprelu":
+            return jumprelu(pre, self.threshold, self.cfg.bandwidth)
         values, idx = pre.topk(self.cfg.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, idx, values.relu())
 
@@ -103,7 +165,8 @@ class SparseDictionary(nn.Module):
 
     def __repr__(self) -> str:
         c = self.cfg
-        kind = f"TopK k={c.k}" if c.activation == "topk" else f"ReLU, L1 {c.l1_coeff:g}"
+        kind = {"topk": f"TopK k={c.k}", "relu": f"ReLU, L1 {c.l1_coeff:g}",
+                "jumprelu": f"JumpReLU, target L0 {c.k}"}[c.activation]
         site = c.hook_name if c.is_autoencoder else f"{c.hook_name} -> {c.target_hook_name}"
         return f"SparseDictionary({c.d_in} -> {c.d_sae} -> {c.d_out}, {kind}, {site or 'no site'})"
 
@@ -113,10 +176,20 @@ def reconstruction_loss(recon: Tensor, target: Tensor) -> Tensor:
     return (recon - target).pow(2).sum(-1).mean()
 
 
-def dictionary_loss(sae: SparseDictionary, x: Tensor, target: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def dictionary_loss(sae: SparseDictionary, x: Tensor, target: Tensor | None = None,
+                    l0_coeff: float = 0.0) -> tuple[Tensor, Tensor]:
     """(loss, feature activations). Reconstruction, plus ``l1_coeff`` times the L1 norm of the
-    activations for a ReLU dictionary (TopK needs no penalty: k fixes the sparsity)."""
+    activations for a ReLU dictionary, or ``l0_coeff`` times the number of active features (its
+    pseudo-derivative reaches the thresholds) for a JumpReLU one (TopK needs no penalty: k fixes
+    the sparsity)."""
     target = x if target is None else target
+    if sae.cfg.activation == "jumprelu":
+        pre = sae.pre_activations(x)
+        f = jumprelu(pre, sae.threshold, sae.cfg.bandwidth)
+        loss = reconstruction_loss(sae.decode(f), target)
+        if l0_coeff:
+            loss = loss + l0_coeff * step(pre, sae.threshold, sae.cfg.bandwidth).sum(-1).mean()
+        return loss, f
     f = sae.encode(x)
     loss = reconstruction_loss(sae.decode(f), target)
     if sae.cfg.activation == "relu":

@@ -1,5 +1,5 @@
 """Training a sparse dictionary on streamed activations, reviving dead features (resampling for
-ReLU, the AuxK loss for TopK).
+ReLU, the AuxK loss for TopK and JumpReLU), steering a JumpReLU dictionary's L0 to its target.
 
     python -m course.saes.train                       # reproduces the shipped SAE (course/assets/course-sae)
     python -m course.saes.train --tokens 200000 --out /tmp/sae --seed 1
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ class TrainLog:
     loss: list[float] = field(default_factory=list)
     explained_variance: list[float] = field(default_factory=list)
     l0: list[float] = field(default_factory=list)
+    l0_coeff: list[float] = field(default_factory=list)       # JumpReLU's L0 penalty weight
     resampled: list[tuple[int, int]] = field(default_factory=list)   # (step, features resampled)
     seconds: float = 0.0
 
@@ -55,15 +57,16 @@ AUX_COEFF = 1 / 32
 
 
 def training_step(sae: SparseDictionary, optimizer, x: Tensor, target: Tensor | None = None,
-                  dead: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                  dead: Tensor | None = None, l0_coeff: float = 0.0) -> tuple[Tensor, Tensor]:
     """One step: loss, gradients, no change of decoder norms, Adam, then unit-norm decoder rows.
-    ``dead`` (a TopK dictionary's features that have not fired for a while) adds the AuxK loss.
+    ``dead`` (a TopK or JumpReLU dictionary's features that have not fired for a while) adds the
+    AuxK loss; ``l0_coeff`` weighs a JumpReLU dictionary's L0 penalty.
     Returns (loss, feature activations), both detached."""
     optimizer.zero_grad(set_to_none=True)
     with torch.enable_grad():        # callers (notebooks, tests) may have switched gradients off
-        loss, f = dictionary_loss(sae, x, target)
+        loss, f = dictionary_loss(sae, x, target, l0_coeff)
         total = loss
-        if dead is not None and dead.any() and sae.cfg.activation == "topk":
+        if dead is not None and dead.any() and sae.cfg.activation in ("topk", "jumprelu"):
             total = loss + AUX_COEFF * auxk_loss(sae, x, x if target is None else target, f, dead,
                                                  k_aux=max(1, sae.cfg.d_out // 2))
         total.backward()
@@ -93,6 +96,37 @@ def resample_dead(sae: SparseDictionary, dead: Tensor, x: Tensor, target: Tensor
     return len(idx)
 
 
+@torch.no_grad()
+def init_jumprelu(sae: SparseDictionary, x: Tensor, target: Tensor, l0: float) -> tuple[float, float]:
+    """Start a JumpReLU dictionary at its target L0 in the target's units; return the L0
+    coefficient to start from and the factor the encoder was scaled by. Each threshold is the quantile of its feature's pre-activations on
+    ``x`` that lets ``k`` features per token through on average (no feature starts dead); the
+    encoder is scaled so that the mean threshold is half the activation a feature would need if
+    ``k`` of them shared the target's variance V equally (``sqrt(V / k) / 2``: the jump a feature
+    makes when it turns on is small against what it may explain); the bandwidth ε is half the
+    median threshold (the paper's ε is of the order of its initial threshold). The coefficient
+    starts at the mean squared threshold: the most a feature at its threshold can add to the error."""
+    pre = sae.pre_activations(x).float()
+    q = torch.quantile(pre, 1 - l0 / sae.d_sae, dim=0).clamp_min(1e-6)
+    variance = float((target - target.mean(0)).pow(2).sum(-1).mean())
+    scale = 0.5 * (variance / l0) ** 0.5 / float(q.mean())
+    sae.W_enc.mul_(scale)
+    sae.b_enc.mul_(scale)
+    sae.log_threshold.copy_((q * scale).log())
+    sae.cfg.bandwidth = float(sae.threshold.median()) / 2
+    return float(sae.threshold.pow(2).mean()), scale
+
+
+L0_RATE = 0.05     # JumpReLU: log of the L0 coefficient moves by this times the relative L0 error per step
+L0_START = 8       # JumpReLU: the L0 target starts at this times k and falls to k over the first half
+
+
+def l0_target(k: int, frac: float) -> float:
+    """JumpReLU's L0 target after ``frac`` of training: ``L0_START * k`` falling geometrically to
+    ``k`` at half-way (features learn directions while many fire, then the penalty prunes them)."""
+    return k * L0_START ** max(0.0, 1 - frac / 0.5)
+
+
 def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tokens: int, lr: float = 2e-3,
           resample_every: int = 40, progress: bool = True, on_step: Callable | None = None,
           seed: int = 0) -> TrainLog:
@@ -102,6 +136,10 @@ def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tok
     Dead features: a TopK dictionary gets the AuxK loss on features that fired on none of the last
     ``resample_every`` steps' tokens (Gao et al. 2024); a ReLU one has them resampled every
     ``resample_every`` steps (:func:`resample_dead`, Bricken et al. 2023).
+    JumpReLU: :func:`init_jumprelu` on the first batch sets the scale, thresholds, bandwidth and
+    the L0 penalty's coefficient λ, which then acts as a Lagrange multiplier for "L0 = k": after
+    each step ``log λ`` moves by ``L0_RATE`` times the batch's ``(L0 − k) / k`` (dual ascent, capped
+    at 1), so every layer ends near k features per token whatever its scale, with nothing to tune per layer.
     ``on_step(step, tokens, sae)`` may return True to stop.
     """
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
@@ -110,16 +148,30 @@ def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tok
     fired = torch.zeros(sae.d_sae, dtype=torch.bool)
     idle = torch.zeros(sae.d_sae, dtype=torch.long)          # steps since each feature last fired
     topk = sae.cfg.activation == "topk"
+    jump = sae.cfg.activation == "jumprelu"
+    auxk = topk or jump
+    l0_coeff = 0.0
     seen, step, start = 0, 0, time.perf_counter()
     bar = tqdm(total=n_tokens, unit="tok", unit_scale=True, disable=not progress, delay=1, leave=False)
     for x, target in batches:
         if seen >= n_tokens:
             break
+        if jump and step == 0:
+            l0_coeff, scale = init_jumprelu(sae, x, target, l0_target(sae.cfg.k, 0.0))
+            # Adam's steps have a fixed size: the encoder's learning rate scales with its weights
+            enc = [sae.W_enc, sae.b_enc]
+            optimizer = torch.optim.Adam([{"params": enc, "scale": scale},
+                                          {"params": [p for p in sae.parameters() if all(p is not e for e in enc)]}],
+                                         lr=lr)
         frac = seen / n_tokens
         for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (1 - frac) / 0.2)
-        dead = (idle >= resample_every).to(x.device) if topk and resample_every else None
-        loss, f = training_step(sae, optimizer, x, target, dead)
+            group["lr"] = lr * group.get("scale", 1.0) * min(1.0, (1 - frac) / 0.2)
+        dead = (idle >= resample_every).to(x.device) if auxk and resample_every else None
+        loss, f = training_step(sae, optimizer, x, target, dead, l0_coeff)
+        if jump:
+            l0_now = float((f > 0).float().sum(-1).mean())
+            goal = l0_target(sae.cfg.k, frac)
+            l0_coeff *= math.exp(L0_RATE * min(1.0, (l0_now - goal) / goal))
         now = (f > 0).any(0).cpu()
         fired |= now
         idle = torch.where(now, 0, idle + 1)
@@ -135,8 +187,9 @@ def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tok
             log.loss.append(float(loss))
             log.explained_variance.append(float(ev))
             log.l0.append(float((f > 0).float().sum(-1).mean()))
+            log.l0_coeff.append(l0_coeff)
             bar.set_postfix(ev=f"{float(ev):.3f}", l0=f"{log.l0[-1]:.1f}")
-        if resample_every and step % resample_every == 0 and not topk:
+        if resample_every and step % resample_every == 0 and not auxk:
             if frac < 0.7 and (~fired).any():       # late resampling would leave features half-trained
                 n = resample_dead(sae, ~fired.to(x.device), x, target, g)
                 log.resampled.append((step, n))
@@ -185,7 +238,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Train an SAE on the course model (defaults: the shipped SAE's recipe).")
     ap.add_argument("--hook", default=RECIPE["hook_name"])
     ap.add_argument("--d-sae", type=int, default=RECIPE["d_sae"])
-    ap.add_argument("--activation", default=RECIPE["activation"], choices=["topk", "relu"])
+    ap.add_argument("--activation", default=RECIPE["activation"], choices=["topk", "relu", "jumprelu"])
     ap.add_argument("--k", type=int, default=RECIPE["k"])
     ap.add_argument("--l1", type=float, default=0.0)
     ap.add_argument("--tokens", type=int, default=RECIPE["tokens"])
