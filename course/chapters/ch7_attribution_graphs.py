@@ -129,7 +129,7 @@ else:
 # Read the table with three things in mind. An FVU is a share of *that layer's* variance, and
 # layers matter unequally to the output: a small error in an MLP the answer leans on costs more loss
 # than a large error in one it barely uses, so the layer with the lowest FVU need not be the one
-# whose replacement costs least (the last line compares them). A TopK transcoder keeps *at most* k
+# whose replacement costs least (the last line compares them: it can even cost the most). A TopK transcoder keeps *at most* k
 # features per token (fewer where fewer pre-activations are positive), so its L0 can sit below k.
 # And "dead" counts the features that never fire on this text: with many features and a short
 # training run, a large share of the dictionary goes unused, which costs nothing here but capacity.
@@ -145,7 +145,8 @@ best_fvu = min(metrics["layers"], key=lambda m_: m_.fvu)
 worst_loss = max(metrics["layers"], key=lambda m_: m_.alone_loss)
 print(f"lowest FVU: layer {best_fvu.layer} ({best_fvu.fvu:.3f}); the largest loss increase when replaced: layer "
       f"{worst_loss.layer} (+{worst_loss.alone_loss - metrics['clean_loss']:.3f})"
-      + (" -- the same layer" if best_fvu.layer == worst_loss.layer else ""))
+      + (" -- the same layer: a small unexplained share of an MLP the output leans on still costs the most"
+         if best_fvu.layer == worst_loss.layer else ""))
 
 # %% [markdown]
 # ## 2. The local replacement model
@@ -346,7 +347,8 @@ print(f"kept {stats['features_kept']} of {stats['features']} features ({stats['f
 #
 # A feature node's label reads `L{layer}/F{feature} @{position}:{token}`: the layer, the feature's
 # index in that layer's transcoder, and the prompt position it is active at with that position's
-# token (an error node is `err L{layer} @...`; the cell prints one of each kind).
+# token. Error nodes (`L{layer} error @...`), embeddings (`embed @...`) and the logit (the token's
+# id and its probability) are labelled alike; the cell prints one of each kind.
 #
 # Group the kept features by layer and by the role of the position they sit at (the operands'
 # digits, "=", the tens digit already written): each group is a stage of a pathway, and the

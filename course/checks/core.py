@@ -133,6 +133,9 @@ def compare(got, want, atol: float, rtol: float) -> str | None:
     """None when ``got`` matches ``want``; else one or two sentences saying how it differs."""
     if isinstance(want, Tensor):
         if not isinstance(got, Tensor):
+            if want.dim() == 0 and isinstance(got, (int, float)):
+                return (f"you returned a {type(got).__name__}, expected a 0-d tensor: keep the result a tensor "
+                        f"(leave out .item() or float()).")
             return f"you returned a {type(got).__name__}, expected a tensor of shape {list(want.shape)}."
         if got.shape != want.shape:
             hint = ""
