@@ -89,8 +89,9 @@ def influence(adjacency: Tensor, logit_weights: Tensor) -> Tensor:
 
 
 def suppression_effect(model, tokens: Tensor, layer: int, pos: int, direction: Tensor, token: int) -> Tensor:
-    """Change of the last position's (logit[token] - mean logit) when ``direction [d_model]`` is
-    subtracted from blocks.{layer}.hook_mlp_out at position ``pos`` only. tokens: [1, pos]. A scalar."""
+    """Change of the last position's (logit[token] - its mean over the vocabulary) when
+    ``direction [d_model]`` is subtracted from blocks.{layer}.hook_mlp_out at position ``pos`` only.
+    tokens: [1, pos]. A 0-d tensor: after minus before."""
     # Hint: a hook (x, hook) that returns a changed copy; model.run_with_hooks(tokens, fwd_hooks=[...]).
     def subtract(x, hook):
         x = x.clone()
