@@ -91,8 +91,9 @@ def digit_profile(model, tcs, layer: int, feature: int, role: str, digit: str = 
 @torch.no_grad()
 def suppress_feature(model, found: dict, node: int, scale: float = 1.0) -> dict:
     """Subtract ``scale`` x the feature's activation x its decoder row from the real model's MLP
-    output at its (layer, position), with everything downstream live; compare the answer's
-    (demeaned) logit with the graph's direct-effect prediction."""
+    output at its (layer, position), with everything downstream live (``actual``), and again with
+    only the final layer norm's scale frozen at the prompt's (``actual_final_frozen``); compare the
+    answer's (demeaned) logit with the graph's direct-effect prediction."""
     g, rep = found["graph"], found["rep"]
     d = g.describe(node)
     direction = rep.transcoders[d["layer"]].W_dec[d["feature"]] * d["activation"] * scale
@@ -105,11 +106,28 @@ def suppress_feature(model, found: dict, node: int, scale: float = 1.0) -> dict:
 
     before = model(rep.tokens)[0, -1]
     after = model.run_with_hooks(rep.tokens, fwd_hooks=[(output_site(d["layer"]), hook)])[0, -1]
+    clean_scale = rep.ln_final_scale[None]                     # [1, pos, 1]: the prompt's final-norm scale
+    final_frozen = model.run_with_hooks(rep.tokens, fwd_hooks=[
+        (output_site(d["layer"]), hook), ("ln_final.hook_scale", lambda x, hook: clean_scale)])[0, -1]
     demeaned = lambda l: float(l[tok] - l.mean())
     logit = g.slices()["logit"].start
     return {"feature": g.label(node), "predicted_direct": -scale * float(g.adjacency[logit, node]),
-            "actual": demeaned(after) - demeaned(before), "p_before": float(before.softmax(-1)[tok]),
+            "actual": demeaned(after) - demeaned(before),
+            "actual_final_frozen": demeaned(final_frozen) - demeaned(before),
+            "p_before": float(before.softmax(-1)[tok]),
             "p_after": float(after.softmax(-1)[tok]), "top_after": model.to_string(after.argmax().reshape(1))}
+
+
+def logit_decomposition(found: dict) -> dict[str, float]:
+    """Where the answer's demeaned logit comes from in the graph: the constant (every bias, with
+    every source removed) and the summed direct edges from each kind of source (features, error
+    nodes, token embeddings). By completeness they add up to the logit (``"logit"``)."""
+    g = found["graph"]
+    s = g.slices()
+    logit = s["logit"].start
+    parts = {"constant": float(g.bias_values[logit])}
+    parts.update({kind: float(g.adjacency[logit, s[kind]].sum()) for kind in ("feature", "error", "embedding")})
+    return {**parts, "logit": float(g.target_values[logit])}
 
 
 def total_effects(graph, target: int | None = None) -> torch.Tensor:

@@ -30,8 +30,10 @@ def replacement_logits(rep, embedding: Tensor, writes: Tensor) -> Tensor:
     embedding: [pos, d_model], the input stream; writes: [layer, pos, d_model], what each MLP adds.
     Each layer: ln_1 with its frozen scale, values, the frozen pattern, W_O and b_O, then the MLP write.
     """
-    # Hint: rep.model has W_V [layer, head, d_model, d_head], b_V [layer, head, d_head], W_O, b_O,
-    # ln1_w, ln1_b, ln_final_w, ln_final_b, W_U, b_U.
+    # Hint: rep.model has W_V [layer, head, d_model, d_head], b_V [layer, head, d_head],
+    # W_O [layer, head, d_head, d_model], b_O, ln1_w, ln1_b, ln_final_w, ln_final_b, W_U, b_U.
+    # The frozen scales are [pos, 1] per layer: they broadcast over d_model. rep.ln2_scale is not
+    # needed: the writes replace the whole MLP, its layer norm included.
     m = rep.model
 
     def frozen_norm(x, scale, weight, bias):
@@ -48,14 +50,17 @@ def replacement_logits(rep, embedding: Tensor, writes: Tensor) -> Tensor:
 
 
 def logit_edges(rep, token: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Direct effects on the last position's (logit[token] - mean logit) in the replacement model.
+    """Direct effects on the last position's (logit[token] - its mean over the vocabulary) in the
+    replacement model.
 
     Returns (feature edges [layer, pos, d_sae], zero where a feature is inactive;
     error edges [layer, pos]; embedding edges [pos]).
     """
     # Hint: make rep.embedding() and rep.mlp_writes() leaves with requires_grad, run
     # rep.forward(embedding, writes)["logits"] with gradients switched on (torch.enable_grad), then
-    # torch.autograd.grad. A feature's write is its activation times tc.W_dec[feature].
+    # torch.autograd.grad. A feature's write is rep.activations[l, p, f] * rep.transcoders[l].W_dec[f]
+    # (W_dec: [d_sae, d_model]); an error node's write is rep.errors[l, p]; an embedding's write is its
+    # row of rep.embedding().
     embedding = rep.embedding().detach().requires_grad_(True)
     writes = rep.mlp_writes().detach().requires_grad_(True)
     with torch.enable_grad():
@@ -73,6 +78,8 @@ def influence(adjacency: Tensor, logit_weights: Tensor) -> Tensor:
 
     adjacency: [n_nodes, n_nodes], adjacency[target, source] (a DAG: no cycles);
     logit_weights: [n_nodes], the logits' probabilities (summing to 1), zero elsewhere.
+    Normalise each row (a target's inputs) of |adjacency| to sum to 1; a row with no inputs (an
+    embedding) stays zero, so clamp the divisor away from 0. logit_weights is a row vector: v @ W.
     """
     # Hint: torch.linalg.inv works; compute in float64, return float32.
     W = adjacency.abs().double()
@@ -82,8 +89,9 @@ def influence(adjacency: Tensor, logit_weights: Tensor) -> Tensor:
 
 
 def suppression_effect(model, tokens: Tensor, layer: int, pos: int, direction: Tensor, token: int) -> Tensor:
-    """Change of the last position's (logit[token] - mean logit) when ``direction [d_model]`` is
-    subtracted from blocks.{layer}.hook_mlp_out at position ``pos`` only. tokens: [1, pos]. A scalar."""
+    """Change of the last position's (logit[token] - its mean over the vocabulary) when
+    ``direction [d_model]`` is subtracted from blocks.{layer}.hook_mlp_out at position ``pos`` only.
+    tokens: [1, pos]. A 0-d tensor: after minus before."""
     # Hint: a hook (x, hook) that returns a changed copy; model.run_with_hooks(tokens, fwd_hooks=[...]).
     def subtract(x, hook):
         x = x.clone()

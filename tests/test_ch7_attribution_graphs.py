@@ -13,12 +13,13 @@ from course.attribution import influence as toolkit_influence
 from course.attribution.pruning import logit_weights, normalized_matrix
 from course.attribution.transcoders import input_site, output_site
 from course.checks import ch7_attribution_graphs as check
-from course.findings_ch7 import (ROLES, addition_graph, fact_graph, influence_by_bucket, pathways, position_roles,
-                                 supernode_groups, suppress_feature, suppression_agreement, top_features,
-                                 total_effects, validate_by_suppression)
+from course.findings_ch7 import (ROLES, addition_graph, fact_graph, influence_by_bucket, logit_decomposition, pathways,
+                                 position_roles, supernode_groups, suppress_feature, suppression_agreement,
+                                 top_features, total_effects, validate_by_suppression)
 from course.neurons import text_stream
 from course.saes import explained_variance, read_sites
 from course.widgets import GraphViewer, graph_svg, graph_view, node_card, node_grid
+from course.widgets.graphs import cell_offsets, node_card_html, row_labels
 from solutions import ch7_attribution_graphs as ref
 from tests.check_contract import contract_tests, shipped_values_test
 
@@ -138,6 +139,23 @@ def test_pathways_run_from_the_operands_ones_digits(m, found):
     assert position_roles(m, PROMPT)[5] == "a ones" and set(ROLES) <= set(position_roles(m, PROMPT))
 
 
+def test_the_logit_decomposition_sums_to_the_answers_logit(m, found):
+    parts = logit_decomposition(found)
+    assert sum(parts[k] for k in ("constant", "feature", "error", "embedding")) == pytest.approx(parts["logit"], abs=1e-3)
+    logits = m(found["rep"].tokens)[0, -1]                          # the real model's demeaned logit
+    answer = int(found["graph"].logit_tokens[0])
+    assert parts["logit"] == pytest.approx(float(logits[answer] - logits.mean()), abs=1e-3)
+
+
+def test_with_the_final_norm_frozen_last_layer_features_do_what_the_graph_predicts(m, found):
+    g = found["graph"]
+    last = [n for n in top_features(found, found["stats"]["features_kept"])
+            if g.describe(n)["layer"] == g.n_layers - 1][:3]
+    assert last
+    for r in validate_by_suppression(m, found, last):
+        assert r["actual_final_frozen"] == pytest.approx(r["predicted_total"], abs=1e-2 + 1e-3 * abs(r["predicted_total"]))
+
+
 def test_total_effects_of_last_layer_features_are_their_direct_edges(found):
     g = found["graph"]
     eff = total_effects(g)
@@ -191,6 +209,26 @@ def test_graph_view_prunes_with_the_threshold(found):
     assert svg.startswith("<svg") and svg.count("<circle") == len(large.nodes) and svg.count("<line") == len(large.edges)
 
 
+@pytest.mark.parametrize("n", [1, 2, 5, 12, 40])
+def test_nodes_in_a_crowded_cell_do_not_overlap_and_stay_inside_it(n):
+    col, row = 55.0, 60.0
+    offsets, radius = cell_offsets(n, col, row)
+    assert len(offsets) == n and 0 < radius <= 8.0
+    assert all(abs(dx) + radius <= col / 2 and abs(dy) + radius <= row / 2 for dx, dy in offsets)
+    for i in range(n):
+        for j in range(i):
+            (x1, y1), (x2, y2) = offsets[i], offsets[j]
+            assert ((x1 - x2) ** 2 + (y1 - y2) ** 2) ** 0.5 >= 2 * radius - 1e-9
+
+
+def test_the_picture_names_its_rows_and_has_a_legend(found):
+    view = graph_view(found["graph"])
+    assert row_labels(view.n_rows) == ["emb"] + [f"L{l}" for l in range(found["graph"].n_layers)] + ["logit"]
+    svg = graph_svg(view)
+    assert all(f">{name}</text>" in svg for name in row_labels(view.n_rows))
+    assert "features" in svg and "errors" in svg and "hover" in svg
+
+
 def test_node_card_shows_contexts_and_logit_effects(m, found, tcs):
     g = found["graph"]
     tokens = text_stream(m, n_rows=32, row_len=32, seed=0).tokens
@@ -200,6 +238,8 @@ def test_node_card_shows_contexts_and_logit_effects(m, found, tcs):
     assert card.logit_effect == pytest.approx(float(g.adjacency[g.slices()["logit"].start, node]))
     err = node_card(m, g, tcs, g.node_index("error", layer=0, pos=9))
     assert err.kind == "error" and err.contexts == [] and err.promotes == []
+    emb = node_card(m, g, tcs, g.node_index("embedding", pos=3))
+    assert emb.inputs == [] and "(none: an input node)" in node_card_html(emb)
     with pytest.raises(ValueError, match="node must be"):
         node_card(m, g, tcs, g.n_nodes)
 
@@ -226,3 +266,19 @@ def test_graph_viewer_reacts_and_shows_errors_in_the_widget(m, found, tcs):
     v.graph = None                      # a broken state shows a message, not a traceback
     v.refresh()
     assert "⚠" in v.status.value
+
+
+# -- check messages ---------------------------------------------------------------------------
+
+def test_a_forgotten_enable_grad_is_explained_at_the_students_line():
+    def edges_without_grad(rep, token):
+        e = rep.embedding().detach().requires_grad_(True)
+        logits = rep.forward(e, rep.mlp_writes())["logits"][-1]
+        return torch.autograd.grad(logits[token], [e])        # gradients are off: this raises
+    msg = check.logit_edges(edges_without_grad, quiet=True).message
+    assert "raised RuntimeError" in msg and "torch.autograd.grad(logits[token]" in msg and "enable_grad" in msg
+
+
+def test_a_wrong_scalar_is_told_as_a_number():
+    msg = check.suppression_effect(lambda *a: ref.suppression_effect(*a) + 1.0, quiet=True).message
+    assert "you gave" in msg and "At []" not in msg and "entries" not in msg

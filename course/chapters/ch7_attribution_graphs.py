@@ -49,7 +49,10 @@ print(f"course model: {model.cfg.n_layers} layers; transcoders: {tcs[0].cfg.d_sa
 #
 # A transcoder is chapter 5's sparse dictionary with two sites: it **reads the MLP's input**
 # (the normalised stream, `blocks.l.ln2.hook_normalized`) and **predicts the MLP's output**
-# (`blocks.l.hook_mlp_out`): $\hat y = \sigma(x W_{enc} + b_{enc}) W_{dec} + b_{dec}$. Where an
+# (`blocks.l.hook_mlp_out`): $\hat y = \sigma(x W_{enc} + b_{enc}) W_{dec} + b_{dec}$, where σ is the
+# transcoders' activation, the one printed above (see the transcoders' card: TopK keeps at most the k
+# largest positive pre-activations per token, JumpReLU zeroes each pre-activation below its own
+# learned threshold, ReLU keeps the positive ones). Where an
 # SAE explains an activation by itself, a transcoder explains what the MLP *does*, by a sparse
 # sum of features, each with an input direction (its encoder column) and an output direction
 # (its decoder row). That is what lets the graph skip the MLP's nonlinearity.
@@ -88,8 +91,9 @@ check.transcoder_loss(transcoder_loss, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Train one, for layer 0 on a small budget (the toolkit's trainer, chapter 5's, with a
-# progress bar), and measure it with your function on held-out text. The rest of the chapter
+# Train one, for layer 0 on a small budget (the toolkit's trainer, chapter 5's; its progress bar
+# shows the batch's explained variance, `expl_var` = 1 − FVU, and L0), and measure it with your
+# function on held-out text. The rest of the chapter
 # uses the **shipped** transcoders, one per layer, trained longer
 # (`python -m course.attribution.train_transcoders`).
 
@@ -105,15 +109,30 @@ sites = read_sites(model, held_out, [input_site(0), output_site(0)])
 x0, y0 = sites[input_site(0)].flatten(0, 1), sites[output_site(0)].flatten(0, 1)
 loss_fn = transcoder_loss if check.transcoder_loss(transcoder_loss, quiet=True) else None
 if loss_fn is not None:
+    fvus = {}
     for name, tc in (("yours (30k tokens)", mine[0]), ("shipped", tcs[0])):
-        loss, fvu = loss_fn(tc, x0, y0, 0.0)
-        print(f"layer 0, {name}: loss {float(loss):.3f}, FVU {float(fvu):.3f}")
+        loss, fvus[name] = loss_fn(tc, x0, y0, 0.0)
+        print(f"layer 0, {name}: loss {float(loss):.3f}, FVU {float(fvus[name]):.3f}")
+    tokens_shipped = tcs[0].cfg.extra.get("training", {}).get("tokens")
+    print(f"the small budget leaves {float(fvus['yours (30k tokens)'] / fvus['shipped']):.1f}x the shipped "
+          f"transcoder's FVU (trained on {tokens_shipped:,} tokens with {tcs[0].cfg.d_sae} features, against 30,000 "
+          f"with 256): a transcoder needs far more text than this to learn the MLP")
+else:
+    print("transcoder_loss is not done yet (see its check above): the comparison is skipped")
 
 # %% [markdown]
 # Every shipped transcoder, measured on held-out corpus text: FVU, **L0** (active features per
 # token), the share of **dead** features (never active on this text), and the model's loss with
 # that MLP replaced; then with *every* MLP replaced at once, against the clean model and against
 # every MLP's output zeroed.
+#
+# Read the table with three things in mind. An FVU is a share of *that layer's* variance, and
+# layers matter unequally to the output: a small error in an MLP the answer leans on costs more loss
+# than a large error in one it barely uses, so the layer with the lowest FVU need not be the one
+# whose replacement costs least (the last line compares them: it can even cost the most). A TopK transcoder keeps *at most* k
+# features per token (fewer where fewer pre-activations are positive), so its L0 can sit below k.
+# And "dead" counts the features that never fire on this text: with many features and a short
+# training run, a large share of the dictionary goes unused, which costs nothing here but capacity.
 
 # %%
 metrics = evaluate_transcoders(model, tcs, held_out)
@@ -122,6 +141,12 @@ for m_ in metrics["layers"]:
           f"{m_.alone_loss:.3f}")
 print(f"loss: clean {metrics['clean_loss']:.3f}; every MLP replaced {metrics['replaced_loss']:.3f}; "
       f"every MLP zeroed {metrics['mlps_zeroed_loss']:.3f}")
+best_fvu = min(metrics["layers"], key=lambda m_: m_.fvu)
+worst_loss = max(metrics["layers"], key=lambda m_: m_.alone_loss)
+print(f"lowest FVU: layer {best_fvu.layer} ({best_fvu.fvu:.3f}); the largest loss increase when replaced: layer "
+      f"{worst_loss.layer} (+{worst_loss.alone_loss - metrics['clean_loss']:.3f})"
+      + (" -- the same layer: a small unexplained share of an MLP the output leans on still costs the most"
+         if best_fvu.layer == worst_loss.layer else ""))
 
 # %% [markdown]
 # ## 2. The local replacement model
@@ -147,8 +172,10 @@ def replacement_logits(rep, embedding: Tensor, writes: Tensor) -> Tensor:
     embedding: [pos, d_model], the input stream; writes: [layer, pos, d_model], what each MLP adds.
     Each layer: ln_1 with its frozen scale, values, the frozen pattern, W_O and b_O, then the MLP write.
     """
-    # Hint: rep.model has W_V [layer, head, d_model, d_head], b_V [layer, head, d_head], W_O, b_O,
-    # ln1_w, ln1_b, ln_final_w, ln_final_b, W_U, b_U.
+    # Hint: rep.model has W_V [layer, head, d_model, d_head], b_V [layer, head, d_head],
+    # W_O [layer, head, d_head, d_model], b_O, ln1_w, ln1_b, ln_final_w, ln_final_b, W_U, b_U.
+    # The frozen scales are [pos, 1] per layer: they broadcast over d_model. rep.ln2_scale is not
+    # needed: the writes replace the whole MLP, its layer norm included.
     ### BEGIN SOLUTION
     m = rep.model
 
@@ -195,19 +222,29 @@ print(f"the model's answer: {model.to_string(real[-1].argmax().reshape(1))!r} "
 # sources' writes (embeddings, error terms, each active feature's activation times its decoder
 # row). So its **direct effect** from a source is the write dotted with the gradient of the
 # target at the place the source writes; one backward pass gives a target's whole row. The
-# logit target is the answer's logit *minus the mean logit*: a softmax cannot see a shift of
-# every logit.
+# logit target is the answer's logit *minus the mean over the vocabulary*: a softmax cannot see
+# a shift of every logit.
+#
+# *Direct* means: through the residual stream and attention only. The writes are *inputs* to
+# `rep.forward`, so when an earlier write changes, the later transcoders do not respond (their
+# writes stay as given), and attention mixes positions with its frozen patterns. An effect that
+# runs *through* another feature (the earlier write changes that feature's pre-activation, so its
+# activation and its write) is a chain of edges, one per step (§4); summing over every chain gives
+# the **total effect** (§5).
 
 # %% tags=["exercise"]
 def logit_edges(rep, token: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Direct effects on the last position's (logit[token] - mean logit) in the replacement model.
+    """Direct effects on the last position's (logit[token] - its mean over the vocabulary) in the
+    replacement model.
 
     Returns (feature edges [layer, pos, d_sae], zero where a feature is inactive;
     error edges [layer, pos]; embedding edges [pos]).
     """
     # Hint: make rep.embedding() and rep.mlp_writes() leaves with requires_grad, run
     # rep.forward(embedding, writes)["logits"] with gradients switched on (torch.enable_grad), then
-    # torch.autograd.grad. A feature's write is its activation times tc.W_dec[feature].
+    # torch.autograd.grad. A feature's write is rep.activations[l, p, f] * rep.transcoders[l].W_dec[f]
+    # (W_dec: [d_sae, d_model]); an error node's write is rep.errors[l, p]; an embedding's write is its
+    # row of rep.embedding().
     ### BEGIN SOLUTION
     embedding = rep.embedding().detach().requires_grad_(True)
     writes = rep.mlp_writes().detach().requires_grad_(True)
@@ -255,7 +292,12 @@ if check.logit_edges(logit_edges, quiet=True):
 # Hundreds of features have *some* effect. To keep the ones that matter, count indirect effects
 # too: take $|A|$ with each target's incoming edges normalised to sum to one ($W$), and sum
 # every path to the logits, weighted by the logits' probabilities $v$:
-# $\text{influence} = v(W + W^2 + \dots) = v\left((I - W)^{-1} - I\right)$.
+# $\text{influence} = v(W + W^2 + \dots) = v\left((I - W)^{-1} - I\right)$. The graph has no
+# cycles (an edge goes from an earlier layer to a later one), so $W^n = 0$ beyond its depth: the
+# series is a finite sum, and the inverse exists.
+#
+# Influence uses **absolute values**: a feature that pushes *against* the answer is as influential
+# as one that pushes for it. It ranks what the computation goes through, not what helps the answer.
 
 # %% tags=["exercise"]
 def influence(adjacency: Tensor, logit_weights: Tensor) -> Tensor:
@@ -263,6 +305,8 @@ def influence(adjacency: Tensor, logit_weights: Tensor) -> Tensor:
 
     adjacency: [n_nodes, n_nodes], adjacency[target, source] (a DAG: no cycles);
     logit_weights: [n_nodes], the logits' probabilities (summing to 1), zero elsewhere.
+    Normalise each row (a target's inputs) of |adjacency| to sum to 1; a row with no inputs (an
+    embedding) stays zero, so clamp the divisor away from 0. logit_weights is a row vector: v @ W.
     """
     # Hint: torch.linalg.inv works; compute in float64, return float32.
     ### BEGIN SOLUTION
@@ -301,14 +345,22 @@ print(f"kept {stats['features_kept']} of {stats['features']} features ({stats['f
 # %% [markdown]
 # ## 5. The graph for "calc: 36 + 59 = 9" → "5"
 #
+# A feature node's label reads `L{layer}/F{feature} @{position}:{token}`: the layer, the feature's
+# index in that layer's transcoder, and the prompt position it is active at with that position's
+# token. Error nodes (`L{layer} error @...`), embeddings (`embed @...`) and the logit (the token's
+# id and its probability) are labelled alike; the cell prints one of each kind.
+#
 # Group the kept features by layer and by the role of the position they sit at (the operands'
 # digits, "=", the tens digit already written): each group is a stage of a pathway, and the
-# groups become **supernodes**, their edges the sums of their members' edges.
+# groups become **supernodes**, their edges the sums of their members' edges. A group's direct
+# effect on the logit keeps its sign: influence counts |edges|, so a group can be among the most
+# influential and still push *against* the answer.
 
 # %%
 from course.attribution import supernodes  # noqa: E402
 
 routes = pathways(model, found)
+print("labels, e.g.:", ", ".join(sorted({graph.kind(n): graph.label(n) for n in pruned.nodes()}.values())))
 for r in routes:
     print(f"layer {r['layer']} at {r['role'].strip():9s}: {len(r['features']):2d} features, influence "
           f"{r['influence']:.3f}, direct effect on the logit {r['direct']:+.2f}")
@@ -324,10 +376,44 @@ answer_row = sg.adjacency[sg.labels.index(graph.label(graph.slices()["logit"].st
 print("into the answer's logit:", ", ".join(f"{names[i]} {float(answer_row[i]):+.2f}" for i in range(len(names))))
 
 # %% [markdown]
-# **What the features read.** A feature's top-activating contexts on corpus text, and for the
-# most influential feature on an operand's ones digit its mean activation by the digit at that
-# position over every two-digit sum (`digit_profile`): how much of it is "this digit" and how
-# much is "a ones digit in a sum".
+# **Where the answer's logit comes from.** By completeness (§3) the answer's demeaned logit is a
+# sum: the constant (every bias: what the logit is with every source removed), plus the direct
+# edges from the features, from the error nodes and from the token embeddings. The cell computes
+# each part, and which kind of node is the most influential of all.
+
+# %%
+from course.findings_ch7 import logit_decomposition  # noqa: E402
+
+parts = logit_decomposition(found)
+sources = ("constant", "feature", "error", "embedding")
+print(f"the answer's demeaned logit {parts['logit']:.2f} = constant (biases) {parts['constant']:+.2f}, features "
+      f"{parts['feature']:+.2f}, error nodes {parts['error']:+.2f}, embeddings {parts['embedding']:+.2f} "
+      f"(sum {sum(parts[k] for k in sources):.2f})")
+largest = max(sources, key=lambda k: parts[k])
+print(f"the largest positive part: {largest}; the features together "
+      f"{'raise' if parts['feature'] > 0 else 'lower'} the answer's logit by {abs(parts['feature']):.2f}")
+against = [r for r in routes if r["direct"] < 0]
+print(f"{len(against)} of the {len(routes)} pathway groups push against the answer directly"
+      + (f", the most influential of them: layer {against[0]['layer']} at {against[0]['role'].strip()}" if against else ""))
+strongest = max((n for n in pruned.nodes() if graph.kind(n) != "logit"), key=lambda n: float(pruned.influence[n]))
+print(f"the most influential node of any kind: {graph.label(strongest)} ({graph.kind(strongest)}, influence "
+      f"{float(pruned.influence[strongest]):.3f})")
+
+# %% [markdown]
+# Read the parts with their signs. Where the features' part is small or negative while the
+# constant and the error nodes carry the logit, the transcoders do not say *why* the answer wins:
+# most of its logit comes from the biases and from what the transcoders leave unexplained, and the
+# features mostly move it up and down around that. What the graph does give is *which*
+# computations the answer runs through, and how strongly each pushes which way; the interventions
+# below test those claims in the real model.
+
+# %% [markdown]
+# **What the features read.** A feature's top-activating contexts on corpus text (each context
+# ends at the token where the feature fires, boxed in the viewer), and for the most influential
+# feature on an operand's ones digit its mean activation by the digit at that position over every
+# two-digit sum (`digit_profile`): how much of it is "this digit" and how much is "a ones digit in
+# a sum". A spread across digits (largest minus smallest mean) well above the mean says "this
+# digit"; a flat profile says "a ones digit".
 
 # %%
 from course.findings_ch7 import digit_profile, position_roles  # noqa: E402
@@ -346,8 +432,10 @@ for node in top_features(found, 6):
 operand = next(n for n in top_features(found, 40) if roles[graph.describe(n)["pos"]].strip() in ("a ones", "b ones"))
 od = graph.describe(operand)
 profile = digit_profile(model, tcs, od["layer"], od["feature"], roles[od["pos"]])
+spread, mean = float(profile.max() - profile.min()), float(profile.mean())
 print(f"{graph.label(operand)}: mean activation by the digit at its position "
-      f"{[round(float(v), 2) for v in profile]}; peaks at {int(profile.argmax())}")
+      f"{[round(float(v), 2) for v in profile]}; peaks at {int(profile.argmax())}; spread {spread:.2f} against a "
+      f"mean of {mean:.2f}: mostly " + ("'this digit'" if spread > mean else "'a ones digit in a sum'"))
 
 # %% [markdown]
 # ### Validation by intervention
@@ -360,8 +448,9 @@ print(f"{graph.label(operand)}: mean activation by the digit at its position "
 
 # %% tags=["exercise"]
 def suppression_effect(model, tokens: Tensor, layer: int, pos: int, direction: Tensor, token: int) -> Tensor:
-    """Change of the last position's (logit[token] - mean logit) when ``direction [d_model]`` is
-    subtracted from blocks.{layer}.hook_mlp_out at position ``pos`` only. tokens: [1, pos]. A scalar."""
+    """Change of the last position's (logit[token] - its mean over the vocabulary) when
+    ``direction [d_model]`` is subtracted from blocks.{layer}.hook_mlp_out at position ``pos`` only.
+    tokens: [1, pos]. A 0-d tensor: after minus before."""
     # Hint: a hook (x, hook) that returns a changed copy; model.run_with_hooks(tokens, fwd_hooks=[...]).
     ### BEGIN SOLUTION
     def subtract(x, hook):
@@ -390,7 +479,9 @@ check.suppression_effect(suppression_effect, hidden=True, quiet=True).require()
 # %% [markdown]
 # The graph's prediction for removing a feature is its **total effect**: its direct edge to the
 # logit plus every path through the features downstream of it, each of which moves with its
-# pre-activation (`total_effects`). The table compares it with your intervention in the real model.
+# pre-activation (`total_effects`). The table compares it with your intervention in the real model
+# (everything live), and with the same intervention with only the final layer norm's scale frozen
+# at its value on the prompt (a hook on `ln_final.hook_scale` that returns the clean run's scale).
 
 # %%
 from course.findings_ch7 import suppression_agreement, validate_by_suppression  # noqa: E402
@@ -401,21 +492,46 @@ for r in checked:
     d = graph.describe(r["node"])
     mine_ = f", yours {float(effect_fn(model, rep.tokens, d['layer'], d['pos'], tcs[d['layer']].W_dec[d['feature']] * d['activation'], answer)):+.2f}" \
         if effect_fn else ""
-    print(f"{r['feature']:20s} graph predicts {r['predicted_total']:+6.2f}, real model {r['actual']:+6.2f}{mine_}; "
+    print(f"{r['feature']:20s} graph predicts {r['predicted_total']:+6.2f}, real model {r['actual']:+6.2f}, real with "
+          f"the final norm frozen {r['actual_final_frozen']:+6.2f}{mine_}; "
           f"P({found['answer']!r}) {r['p_before']:.3f} -> {r['p_after']:.3f}, top token {r['top_after']!r}")
+raising = sum(r["predicted_total"] > 0 for r in checked)
+print(f"{raising} of these {len(checked)} most influential features would *raise* the answer's logit if removed "
+      f"(they push against it): influence ranks by size, not sign")
 agreement = suppression_agreement(model, found, checked)
 print(f"sign agrees for {agreement['sign_agreement']:.0%} of the {len(checked)} features; "
       f"the operand feature with the largest predicted effect: {agreement['operand']['feature']} "
       f"(graph {agreement['operand']['predicted_total']:+.2f}, real {agreement['operand']['actual']:+.2f}, "
       f"answer becomes {agreement['operand']['top_after']!r})")
+print(f"that feature is {'the one whose digit profile is above' if agreement['operand']['node'] == operand else 'not the one profiled above (' + graph.label(operand) + ')'}: "
+      f"a feature that reads its operand's digit should move the answer when removed, and "
+      f"P({found['answer']!r}) goes {agreement['operand']['p_before']:.3f} -> {agreement['operand']['p_after']:.3f}")
 
 # %% [markdown]
-# Where the graph and the model disagree in size, one reason is the layer norms: the graph froze
-# their scales, while the real model recomputes them after the intervention, so removing a large
-# write changes the final layer norm's scale too. Another is attention: the graph froze the
-# patterns as well.
-#
-# **Explore the graph.** The threshold slider re-prunes; click a node on the map under the
+# **Why the graph and the model disagree.** The graph froze every layer norm's scale and every
+# attention pattern, and let the features downstream respond linearly. For a feature in the last
+# layer only the final layer norm lies between its write and the logit, so freezing that one scale
+# should make the real model agree with the graph exactly: whatever gap remains live is the final
+# norm rescaling the whole stream after a large write is removed. For a feature in an earlier layer
+# the later MLPs lie in between: the real MLPs respond nonlinearly to the change, while the graph's
+# transcoder features respond linearly and its error terms not at all, so a gap can remain with the
+# norms frozen. The cell measures both.
+
+# %%
+last_layer = [r for r in checked if graph.describe(r["node"])["layer"] == model.cfg.n_layers - 1]
+earlier = [r for r in checked if graph.describe(r["node"])["layer"] < model.cfg.n_layers - 1]
+if last_layer:
+    gap_frozen = max(abs(r["actual_final_frozen"] - r["predicted_total"]) for r in last_layer)
+    gap_live = max(abs(r["actual"] - r["predicted_total"]) for r in last_layer)
+    print(f"{len(last_layer)} last-layer features: largest gap to the graph live {gap_live:.2f}, with the final "
+          f"norm frozen {gap_frozen:.1e}")
+for r in earlier:
+    miss = "" if (r["actual"] > 0) == (r["predicted_total"] > 0) else "  <- the sign differs live"
+    print(f"{r['feature']} (an earlier layer): graph {r['predicted_total']:+.2f}, final norm frozen "
+          f"{r['actual_final_frozen']:+.2f}, live {r['actual']:+.2f}{miss}")
+
+# %% [markdown]
+# **Explore the graph.** The slider sets the share of influence to keep and re-prunes; click a node on the map under the
 # picture (laid out like it: a column per position, a row per layer) or pick one in the list
 # (sorted by influence) to see its strongest inputs, its direct effect on the answer and, for a feature,
 # its top contexts and the tokens its decoder direction promotes.
@@ -431,7 +547,10 @@ GraphViewer(model, graph, tcs, text.tokens[:48])
 # `circuit-tracer` (Hanna et al., 2025) computes the same graphs; its viewer opens JSON graphs,
 # and it loads transcoders as one safetensors file per layer. `course.attribution.export` writes
 # both, so you can open this graph in its viewer (in its own environment: it needs a newer
-# `transformers` than the course pins).
+# `transformers` than the course pins). There, serve the graphs' folder printed below with
+# `circuit_tracer.frontend.local_server.serve(folder, port=8032)`, open
+# `http://localhost:8032/index.html` and pick the graph from the list (`tools/README.md` has the
+# one-line command).
 
 # %%
 import tempfile  # noqa: E402
@@ -441,10 +560,11 @@ from course.attribution import graph_json, save_circuit_tracer_transcoders, save
 
 out_dir = Path(tempfile.mkdtemp())
 save_circuit_tracer_transcoders(tcs, model, out_dir / "transcoders")
-save_graph_json(pruned, out_dir / "calc-36-59.json", slug="calc-36-59", to_text=model.to_string)
+save_graph_json(pruned, out_dir / "graphs" / "calc-36-59.json", slug="calc-36-59", to_text=model.to_string)
 exported = graph_json(pruned, "calc-36-59", to_text=model.to_string)
-print(f"wrote {sorted(p.name for p in (out_dir / 'transcoders').iterdir())} and a graph with "
-      f"{len(exported['nodes'])} nodes, {len(exported['links'])} links")
+print(f"wrote {sorted(p.name for p in (out_dir / 'transcoders').iterdir())} to {out_dir / 'transcoders'}, and a "
+      f"graph with {len(exported['nodes'])} nodes, {len(exported['links'])} links to {out_dir / 'graphs'} "
+      f"(the folder to serve)")
 
 # %% [markdown]
 # ## 6. A second graph: a fact
@@ -452,7 +572,9 @@ print(f"wrote {sorted(p.name for p in (out_dir / 'transcoders').iterdir())} and 
 # Chapter 4 traced facts causally: which MLP, restored at which position, brings the answer
 # back. Does the attribution graph of a fact point at the same place? The graph of the first fact
 # the model gets right (chapter 4's phrasing), and its kept features' influence by layer and by
-# the position's role, next to a small causal trace (6 facts) computed here:
+# the position's role, next to a small causal trace computed here. The two differ in scope: the
+# graph explains *one* fact (the first of the six), while the causal trace averages over six, so
+# agreement says this fact is recalled where facts typically are.
 
 # %%
 from course.findings_ch4 import recall_location  # noqa: E402
@@ -463,9 +585,17 @@ fact = fact_graph(model, tcs)
 share = influence_by_bucket(fact)
 print(f"{fact['fact'].text!r} -> {fact['answer']!r} (p = {fact['probability']:.2f}); error share "
       f"{fact['error_share']:.2f}; {fact['stats']['features_kept']} features kept")
-fig, ax = plt.subplots(figsize=(7, 2.2))
-ax.imshow(share, cmap="Blues")
-ax.set_xticks(range(len(BUCKETS)), BUCKETS, fontsize=7), ax.set_ylabel("layer"), ax.set_title("kept features' influence")
+fig, ax = plt.subplots(figsize=(8, 3))
+im = ax.imshow(share, aspect="auto", cmap="Blues")
+for (layer_, bucket_), v in zip(((l_, b_) for l_ in range(share.shape[0]) for b_ in range(share.shape[1])),
+                                share.flatten().tolist()):
+    ax.text(bucket_, layer_, f"{v:.0%}", ha="center", va="center", fontsize=8,
+            color="white" if v > 0.6 * float(share.max()) else "black")
+ax.set_xticks(range(len(BUCKETS)), BUCKETS, rotation=30, ha="right", fontsize=8)
+ax.set_yticks(range(share.shape[0])), ax.set_ylabel("layer")
+ax.set_title(f"{fact['fact'].text!r}: kept features' influence, share by layer x position")
+fig.colorbar(im, ax=ax, format=lambda v, _: f"{v:.0%}")
+plt.tight_layout()
 plt.show()
 before_end = share[:, :-1]
 layer_g, bucket_g = divmod(int(before_end.argmax()), before_end.shape[1])
@@ -481,14 +611,20 @@ print(f"graph: the strongest group before the last token is layer {layer_g} at {
 #   the replaced model's loss say how faithful it is.
 # - Freezing attention and layer norms and adding error terms makes a linear local replacement model
 #   that reproduces the logits exactly; one backward pass per target gives every direct effect.
-# - Influence (all paths) prunes the graph to a few percent of its features; supernodes group them
-#   into pathways; suppressing features in the real model tests the graph's claims.
+# - Influence (all paths, by absolute size) prunes the graph to a small share of its features (the
+#   closing note gives the count); supernodes group them into pathways; suppressing features in
+#   the real model tests the graph's claims, and freezing the final norm's scale separates the norm's
+#   part of a disagreement from the later MLPs'.
+# - The decomposition of the answer's logit shows how much the features, the error nodes and the
+#   biases each contribute: the graph says which computations the answer goes through, which need
+#   not be why it wins.
 
 # %%
 top_routes = "; ".join(f"layer {r['layer']} at {r['role'].strip()} ({r['influence']:.2f})" for r in routes[:4])
 print(f"Closing note: the graph of {prompt!r} -> {found['answer']!r} keeps {stats['features_kept']} of "
       f"{stats['features']} features ({stats['feature_influence_kept']:.0%} of their influence), error share "
-      f"{found['error_share']:.2f}. Pathways by influence: {top_routes}. Suppressing "
+      f"{found['error_share']:.2f}. Its demeaned logit {parts['logit']:.2f}: constant {parts['constant']:+.2f}, "
+      f"features {parts['feature']:+.2f}, error nodes {parts['error']:+.2f}, embeddings {parts['embedding']:+.2f}. Pathways by influence: {top_routes}. Suppressing "
       f"{agreement['operand']['feature']} in the real model moves the answer's logit by "
       f"{agreement['operand']['actual']:+.2f} (graph: {agreement['operand']['predicted_total']:+.2f}) and "
       f"P({found['answer']!r}) from {agreement['operand']['p_before']:.3f} to {agreement['operand']['p_after']:.3f}; "

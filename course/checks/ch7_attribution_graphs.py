@@ -130,6 +130,26 @@ def _fvu_uncentred(tc, x, y, l1_coeff):
     return loss, error.sum() / y.pow(2).sum()
 
 
+def _loss_mean_over_dims(tc, x, y, l1_coeff):
+    f = tc.encode(x)
+    error = (tc.decode(f) - y).pow(2)
+    loss = error.mean() + (l1_coeff * f.abs().sum(-1).mean() if tc.cfg.activation == "relu" else 0)
+    return loss, error.sum() / (y - y.mean(0)).pow(2).sum()
+
+
+def _loss_l1_always(tc, x, y, l1_coeff):
+    f = tc.encode(x)
+    error = (tc.decode(f) - y).pow(2).sum(-1)
+    return error.mean() + l1_coeff * f.abs().sum(-1).mean(), error.sum() / (y - y.mean(0)).pow(2).sum()
+
+
+def _fvu_over_var(tc, x, y, l1_coeff):
+    f = tc.encode(x)
+    error = (tc.decode(f) - y).pow(2)
+    loss = error.sum(-1).mean() + (l1_coeff * f.abs().sum(-1).mean() if tc.cfg.activation == "relu" else 0)
+    return loss, error.mean() / y.var()
+
+
 def _live_norm(x, weight, bias):
     x = x - x.mean(-1, keepdim=True)
     return x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * weight + bias
@@ -155,6 +175,31 @@ def _forward_no_value_bias(rep, embedding, writes):
     return final @ m.W_U + m.b_U
 
 
+def _frozen_norm(x, scale, weight, bias):
+    return (x - x.mean(-1, keepdim=True)) / scale * weight + bias
+
+
+def _forward(rep, embedding, writes, pattern="hqk,hke->hqe", write_first=False):
+    m, resid = rep.model, embedding
+    for l in range(rep.n_layers):
+        if write_first:
+            resid = resid + writes[l]
+        v = torch.einsum("kd,hde->hke", _frozen_norm(resid, rep.ln1_scale[l], m.ln1_w[l], m.ln1_b[l]), m.W_V[l]) \
+            + m.b_V[l][:, None]
+        resid = resid + torch.einsum("hqe,hed->qd", torch.einsum(pattern, rep.patterns[l], v), m.W_O[l]) + m.b_O[l]
+        if not write_first:
+            resid = resid + writes[l]
+    return _frozen_norm(resid, rep.ln_final_scale, m.ln_final_w, m.ln_final_b) @ m.W_U + m.b_U
+
+
+def _forward_pattern_transposed(rep, embedding, writes):
+    return _forward(rep, embedding, writes, pattern="hkq,hke->hqe")
+
+
+def _forward_write_before_attention(rep, embedding, writes):
+    return _forward(rep, embedding, writes, write_first=True)
+
+
 def _edges(rep, token, demean=True, times_activation=True):
     e = rep.embedding().detach().requires_grad_(True)
     w = rep.mlp_writes().detach().requires_grad_(True)
@@ -174,12 +219,23 @@ def _edges_gradient_only(rep, token):
     return _edges(rep, token, times_activation=False)
 
 
-def _influence(adjacency, weights, absolute=True, normalise=True, minus_identity=True):
+def _influence(adjacency, weights, absolute=True, normalise=True, minus_identity=True, transposed=False,
+               clamp=True):
     W = (adjacency.abs() if absolute else adjacency).double()
     if normalise:
-        W = W / W.abs().sum(1, keepdim=True).clamp_min(1e-12)
+        total = W.abs().sum(1, keepdim=True)
+        W = W / (total.clamp_min(1e-12) if clamp else total)
     eye = torch.eye(len(W), dtype=W.dtype)
-    return (weights.double() @ (torch.linalg.inv(eye - W) - (eye if minus_identity else 0))).float()
+    series = torch.linalg.inv(eye - W) - (eye if minus_identity else 0)
+    return (series @ weights.double() if transposed else weights.double() @ series).float()
+
+
+def _influence_transposed(adjacency, weights):
+    return _influence(adjacency, weights, transposed=True)
+
+
+def _influence_no_clamp(adjacency, weights):
+    return _influence(adjacency, weights, clamp=False)
 
 
 def _influence_signed(adjacency, weights):
@@ -215,6 +271,10 @@ def _suppress_adds(model, tokens, layer, pos, direction, token):
     return _suppress(model, tokens, layer, pos, direction, token, sign=1.0)
 
 
+def _suppress_before_minus_after(model, tokens, layer, pos, direction, token):
+    return -_suppress(model, tokens, layer, pos, direction, token)
+
+
 def _suppress_raw_logit(model, tokens, layer, pos, direction, token):
     return _suppress(model, tokens, layer, pos, direction, token, demean=False)
 
@@ -224,11 +284,23 @@ EXERCISES = {ex.name: ex for ex in [
         (_loss_reconstructs_input, "the prediction was compared with the input x; a transcoder predicts the "
                                    "MLP's output y."),
         (_fvu_uncentred, "the FVU's denominator is the variance of y around its mean over the batch: "
-                         "subtract y.mean(0) before squaring.")]),
+                         "subtract y.mean(0) before squaring."),
+        (_loss_mean_over_dims, "the squared error was averaged over the output dimensions too (as F.mse_loss "
+                               "does): sum the squared error over output dimensions, then average over tokens."),
+        (_loss_l1_always, "the L1 term was added for a TopK transcoder; the L1 term only applies to ReLU "
+                          "(tc.cfg.activation == \"relu\")."),
+        (_fvu_over_var, "the FVU was computed with y.var(), the variance of every entry around one overall "
+                        "mean; the FVU is sum ||y - y_hat||^2 / sum ||y - y.mean(0)||^2, summed over tokens "
+                        "and dimensions.")]),
     Exercise(CHAPTER, "replacement_logits", _forward_cases, atol=1e-3, rtol=1e-4, causes=[
         (_forward_live_norms, "the layer norms recomputed their scale from the stream; the local replacement "
                               "model divides by the frozen scales (rep.ln1_scale[l], rep.ln_final_scale)."),
-        (_forward_no_value_bias, "the value bias b_V is missing: values are x @ W_V + b_V.")]),
+        (_forward_no_value_bias, "the value bias b_V is missing: values are x @ W_V + b_V."),
+        (_forward_pattern_transposed, "the attention pattern was used transposed: rep.patterns is [layer, head, "
+                                      "query, key], so a query's output mixes the values over the keys "
+                                      "(einsum \"hqk,hke->hqe\")."),
+        (_forward_write_before_attention, "the MLP write was added before attention; in each layer attention "
+                                          "reads and writes first, then the MLP adds its write.")]),
     Exercise(CHAPTER, "logit_edges", _edge_cases, atol=1e-3, rtol=1e-3, causes=[
         (_edges_raw_logit, "the target is the raw logit; subtract the mean logit (logits[token] - logits.mean())."),
         (_edges_gradient_only, "a feature's edge is its write (activation x decoder row) dotted with the gradient; "
@@ -237,10 +309,16 @@ EXERCISES = {ex.name: ex for ex in [
         (_influence_signed, "influence uses absolute edge weights (|adjacency|) before normalising."),
         (_influence_unnormalised, "each target's incoming |edges| must be normalised to sum to 1 (divide each row "
                                   "by its sum)."),
-        (_influence_with_logits, "the series starts at W, not at the identity: subtract I from (I - W)^-1.")]),
+        (_influence_with_logits, "the series starts at W, not at the identity: subtract I from (I - W)^-1."),
+        (_influence_transposed, "the product is transposed: adjacency is [target, source] and the logit weights "
+                                "are a row vector, so influence = v @ ((I - W)^-1 - I), not M @ v."),
+        (_influence_no_clamp, "rows with no inputs (embeddings, error nodes) divide by 0 and give NaN: clamp "
+                              "each row's sum away from 0 (.clamp_min(1e-12)) before dividing.")]),
     Exercise(CHAPTER, "suppression_effect", _suppress_cases, atol=1e-3, rtol=1e-3, causes=[
         (_suppress_everywhere, "the direction was subtracted at every position; subtract it at `pos` only."),
         (_suppress_adds, "the direction was added; suppressing a feature subtracts its write."),
+        (_suppress_before_minus_after, "the sign is flipped: return the change when the feature is removed, "
+                                       "after minus before."),
         (_suppress_raw_logit, "compare the demeaned logit (logits[token] - logits.mean()), before and after.")]),
 ]}
 

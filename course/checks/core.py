@@ -133,6 +133,9 @@ def compare(got, want, atol: float, rtol: float) -> str | None:
     """None when ``got`` matches ``want``; else one or two sentences saying how it differs."""
     if isinstance(want, Tensor):
         if not isinstance(got, Tensor):
+            if want.dim() == 0 and isinstance(got, (int, float)):
+                return (f"you returned a {type(got).__name__}, expected a 0-d tensor: keep the result a tensor "
+                        f"(leave out .item() or float()).")
             return f"you returned a {type(got).__name__}, expected a tensor of shape {list(want.shape)}."
         if got.shape != want.shape:
             hint = ""
@@ -149,6 +152,8 @@ def compare(got, want, atol: float, rtol: float) -> str | None:
             where = _fmt_index(tuple(torch.nonzero(torch.isnan(got))[0].tolist()))
             return f"shape is right {list(want.shape)}, but your result has NaN (first at {where})."
         bad = ~torch.isclose(got, want, atol=atol, rtol=rtol, equal_nan=True)
+        if bad.any() and want.dim() == 0:
+            return f"you gave {got.item():.4g}, expected {want.item():.4g}."
         if bad.any():
             idx = tuple(torch.nonzero(bad)[0].tolist())
             return (f"shape is right {list(want.shape)}, values differ at {int(bad.sum())} of {bad.numel()} entries.\n"
@@ -165,6 +170,29 @@ def compare(got, want, atol: float, rtol: float) -> str | None:
     if isinstance(want, float):
         return None if abs(float(got) - want) <= atol + rtol * abs(want) else f"you gave {got}, expected {want:.4g}."
     return None if got == want else f"you gave {got!r}, expected {want!r}."
+
+
+_LIBRARY_PARTS = ("site-packages", "dist-packages", f"{os.sep}torch{os.sep}", f"{os.sep}lib{os.sep}python")
+_COURSE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _student_frame(tb) -> traceback.FrameSummary:
+    """The last frame of a traceback that is the student's code: not a library's (torch,
+    site-packages), nor the course's own machinery; the last frame where there is none."""
+    frames = traceback.extract_tb(tb)
+    for frame in reversed(frames):
+        name = str(frame.filename)
+        if not any(part in name for part in _LIBRARY_PARTS) and not name.startswith(_COURSE_DIR):
+            return frame
+    return frames[-1]
+
+
+def _error_hint(e: Exception) -> str:
+    """A sentence for errors whose cause in these notebooks is known."""
+    if "does not require grad" in str(e):
+        return ("\n  Likely cause: gradients are off in this notebook; wrap the forward pass and "
+                "torch.autograd.grad in `with torch.enable_grad():`.")
+    return ""
 
 
 def _likely_cause(ex: Exercise, got, case: Case) -> str | None:
@@ -214,9 +242,9 @@ def check(ex: Exercise, fn: Callable, hidden: bool = False, quiet: bool = False,
         except NotImplementedError:
             return done("not implemented", f"… {name} not implemented yet")
         except Exception as e:   # the student's error, told in one line plus where it happened
-            frame = traceback.extract_tb(e.__traceback__)[-1]
+            frame = _student_frame(e.__traceback__)
             return done("fail", f"✗ {name} raised {type(e).__name__} on {case.label}: {e}\n"
-                                f"  (line {frame.lineno}: {frame.line})")
+                                f"  (line {frame.lineno}: {frame.line}){_error_hint(e)}")
         with torch.no_grad():
             want = _to_cpu(case.call(ref)) if ref is not None else wants[i]
         # Shipped values are half precision: compare them more loosely.

@@ -188,7 +188,7 @@ def train(sae: SparseDictionary, batches: Iterable[tuple[Tensor, Tensor]], n_tok
             log.explained_variance.append(float(ev))
             log.l0.append(float((f > 0).float().sum(-1).mean()))
             log.l0_coeff.append(l0_coeff)
-            bar.set_postfix(ev=f"{float(ev):.3f}", l0=f"{log.l0[-1]:.1f}")
+            bar.set_postfix(expl_var=f"{float(ev):.3f}", l0=f"{log.l0[-1]:.1f}")
         if resample_every and step % resample_every == 0 and not auxk:
             if frac < 0.7 and (~fired).any():       # late resampling would leave features half-trained
                 n = resample_dead(sae, ~fired.to(x.device), x, target, g)

@@ -5,6 +5,7 @@ by layer x position like the picture) that show a node's top contexts and logit 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -54,24 +55,56 @@ def graph_view(graph, node_threshold: float = 0.8, edge_threshold: float = 0.98)
 
 
 _COLOURS = {"feature": "#3b7dd8", "error": "#999999", "embedding": "#2a9d5c", "logit": "#d8863b"}
+_LEFT, _TOP = 40, 18                    # room for the row labels and the legend
+
+
+def row_labels(n_rows: int) -> list[str]:
+    """The picture's row names, bottom to top: the embeddings, each layer, the logits."""
+    return ["emb"] + [f"L{l}" for l in range(n_rows - 2)] + ["logit"]
+
+
+def cell_offsets(n: int, col: float, row: float, radius: float = 8.0) -> tuple[list[tuple[float, float]], float]:
+    """Where ``n`` nodes sit within a ``col`` x ``row`` cell, as offsets from its centre (a small
+    grid, most influential first, filled row by row), and the largest radius at which no two of
+    them overlap (at most ``radius``)."""
+    if n <= 0:
+        return [], radius
+    across = min(n, max(1, math.ceil((n * col / row) ** 0.5)))    # a grid about the cell's shape
+    down = math.ceil(n / across)
+    dx, dy = min(2.2 * radius, 0.9 * col / across), min(2.2 * radius, 0.9 * row / down)
+    offsets = [((i % across - (across - 1) / 2) * dx, (i // across - (down - 1) / 2) * dy) for i in range(n)]
+    gaps = ([dx] if across > 1 else []) + ([dy] if down > 1 else [])
+    return offsets, min([radius] + [0.45 * g for g in gaps])
 
 
 def graph_svg(view: GraphView, width: int = 760, height: int = 360, selected: int | None = None) -> str:
-    """The graph as inline SVG: rows are layers (embeddings at the bottom, logits at the top),
-    columns prompt positions; an edge's width grows with |weight|, blue positive, red negative."""
-    col = width / max(view.n_pos, 1)
+    """The graph as inline SVG: rows are layers (embeddings at the bottom, logits at the top, named
+    on the left), columns prompt positions, a legend on top; an edge's width grows with |weight|,
+    blue positive, red negative. Nodes sharing a cell sit on a small grid within it."""
+    col = (width - _LEFT) / max(view.n_pos, 1)
     row = height / view.n_rows
     cells: dict = {}
     for v in view.nodes:
         cells.setdefault((v.row, v.pos), []).append(v)
-    xy = {}
+    xy, radius = {}, {}
     for (r, p), vs in cells.items():
-        for i, v in enumerate(sorted(vs, key=lambda v: -v.influence)):
-            xy[v.node] = (col * (p + 0.5) + (i - (len(vs) - 1) / 2) * min(10.0, col / (len(vs) + 1)),
-                          height - row * (r + 0.5))
+        offsets, biggest = cell_offsets(len(vs), col, row)
+        for v, (dx, dy) in zip(sorted(vs, key=lambda v: -v.influence), offsets):
+            xy[v.node] = (_LEFT + col * (p + 0.5) + dx, _TOP + height - row * (r + 0.5) + dy)
+            radius[v.node] = biggest
     top = max((abs(w) for _, _, w in view.edges), default=1.0) or 1.0
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 40}' "
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{_TOP + height + 40}' "
              f"style='background:#fff;font-family:monospace;font-size:10px'>"]
+    legend = [("feature", "features"), ("error", "errors"), ("embedding", "embeddings"), ("logit", "logit")]
+    x = 4.0
+    for kind, name in legend:
+        parts.append(f"<rect x='{x:.1f}' y='5' width='8' height='8' rx='4' fill='{_COLOURS[kind]}'/>"
+                     f"<text x='{x + 11:.1f}' y='12'>{name}</text>")
+        x += 16 + 6.2 * len(name)
+    parts.append(f"<text x='{x + 4:.1f}' y='12'><tspan fill='#2b6cb0'>blue edges raise</tspan>, "
+                 f"<tspan fill='#c53030'>red lower</tspan> their target; hover for values</text>")
+    for r, name in enumerate(row_labels(view.n_rows)):
+        parts.append(f"<text x='4' y='{_TOP + height - row * (r + 0.5) + 3:.1f}' fill='#555'>{name}</text>")
     for s, t, w in sorted(view.edges, key=lambda e: abs(e[2])):
         (x1, y1), (x2, y2) = xy[s], xy[t]
         parts.append(f"<line x1='{x1:.1f}' y1='{y1:.1f}' x2='{x2:.1f}' y2='{y2:.1f}' "
@@ -80,12 +113,12 @@ def graph_svg(view: GraphView, width: int = 760, height: int = 360, selected: in
     big = max((v.influence for v in view.nodes if v.kind == "feature"), default=1.0) or 1.0
     for v in view.nodes:
         x, y = xy[v.node]
-        r = 3 + 5 * (min(v.influence / big, 1.0) if v.kind == "feature" else 0.5)
+        r = (3 + 5 * (min(v.influence / big, 1.0) if v.kind == "feature" else 0.5)) * radius[v.node] / 8.0
         ring = " stroke='#000' stroke-width='2'" if v.node == selected else ""
         parts.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='{r:.1f}' fill='{_COLOURS[v.kind]}'{ring}>"
                      f"<title>{html.escape(v.label)} (influence {v.influence:.3f})</title></circle>")
     for p, tok in enumerate(view.prompt_tokens):
-        parts.append(f"<text x='{col * (p + 0.5):.1f}' y='{height + 25}' text-anchor='middle'>"
+        parts.append(f"<text x='{_LEFT + col * (p + 0.5):.1f}' y='{_TOP + height + 25}' text-anchor='middle'>"
                      f"{html.escape(repr(tok))}</text>")
     return "".join(parts) + "</svg>"
 
@@ -157,7 +190,8 @@ def node_card_html(card: NodeCard) -> str:
             f"{'border:1px solid #000;' if i == c.at else ''}'>{html.escape(t)}</span>"
             for i, (t, a) in enumerate(zip(c.tokens, c.activations))) + "</div>")
     chips = lambda ts: " ".join(f"<code>{html.escape(repr(t))}</code>" for t in ts)  # noqa: E731
-    inputs = "".join(f"<li>{html.escape(l)}: {w:+.3f}</li>" for l, w in card.inputs)
+    inputs = "".join(f"<li>{html.escape(l)}: {w:+.3f}</li>" for l, w in card.inputs) or \
+        ("<li>(none: an input node)</li>" if card.kind in ("embedding", "error") else "<li>(none)</li>")
     extra = (f"<p><b>promotes</b> {chips(card.promotes)}<br><b>suppresses</b> {chips(card.suppresses)}</p>"
              f"<b>top contexts</b>{''.join(rows) or ' (none on this text)'}") if card.kind == "feature" else ""
     return (f"<b>{html.escape(card.label)}</b> — influence {card.influence:.3f}, direct effect on the answer's "
@@ -172,7 +206,10 @@ class GraphViewer(widgets.VBox):
     def __init__(self, model, graph, transcoders, tokens: torch.Tensor | None = None, node_threshold: float = 0.8):
         self.model, self.graph, self.transcoders, self.tokens = model, graph, transcoders, tokens
         self.threshold = widgets.FloatSlider(value=node_threshold, min=0.3, max=0.99, step=0.01,
-                                             description="keep", continuous_update=False)
+                                             description="keep share of influence", continuous_update=False,
+                                             style={"description_width": "initial"},
+                                             tooltip="prune to the features that carry this share of the "
+                                                     "features' influence on the answer")
         self.node = widgets.Select(options=[], rows=8, description="node", layout=widgets.Layout(width="360px"))
         self.status, self.picture, self.card_html = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.grid = widgets.GridBox()
