@@ -91,11 +91,13 @@ check.transcoder_loss(transcoder_loss, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Train one, for layer 0 on a small budget (the toolkit's trainer, chapter 5's; its progress bar
-# shows the batch's explained variance, `expl_var` = 1 − FVU, and L0), and measure it with your
-# function on held-out text. The rest of the chapter
-# uses the **shipped** transcoders, one per layer, trained longer
-# (`python -m course.attribution.train_transcoders`).
+# Train one, for layer 0 on a small budget: a **ReLU** transcoder with an L1 penalty (the
+# toolkit's trainer, chapter 5's; its progress bar shows the batch's explained variance,
+# `expl_var` = 1 − FVU, and L0), and measure it with your function on held-out text, L1 term
+# included. The rest of the chapter uses the **shipped** transcoders, one per layer, trained
+# longer with the activation printed at the top (`python -m course.attribution.train_transcoders`;
+# `--activation relu` or `jumprelu` trains the other kinds, and the transcoders' card says how the
+# shipped kind was chosen).
 
 # %%
 from course.attribution import evaluate_transcoders, train_transcoders  # noqa: E402
@@ -103,18 +105,19 @@ from course.attribution.transcoders import input_site, output_site  # noqa: E402
 from course.saes import read_sites  # noqa: E402
 from course.saes.metrics import evaluation_tokens  # noqa: E402
 
-mine, _ = train_transcoders(model, layers=[0], tokens=30_000, d_sae=256, batch_size=1024, progress=True)
+mine, _ = train_transcoders(model, layers=[0], tokens=30_000, d_sae=256, batch_size=1024, activation="relu",
+                            l1_coeff=0.05, progress=True)
 held_out = evaluation_tokens(model, n_rows=16)
 sites = read_sites(model, held_out, [input_site(0), output_site(0)])
 x0, y0 = sites[input_site(0)].flatten(0, 1), sites[output_site(0)].flatten(0, 1)
 loss_fn = transcoder_loss if check.transcoder_loss(transcoder_loss, quiet=True) else None
 if loss_fn is not None:
     fvus = {}
-    for name, tc in (("yours (30k tokens)", mine[0]), ("shipped", tcs[0])):
-        loss, fvus[name] = loss_fn(tc, x0, y0, 0.0)
+    for name, tc in (("yours (ReLU, 30k tokens)", mine[0]), ("shipped", tcs[0])):
+        loss, fvus[name] = loss_fn(tc, x0, y0, tc.cfg.l1_coeff)
         print(f"layer 0, {name}: loss {float(loss):.3f}, FVU {float(fvus[name]):.3f}")
     tokens_shipped = tcs[0].cfg.extra.get("training", {}).get("tokens")
-    print(f"the small budget leaves {float(fvus['yours (30k tokens)'] / fvus['shipped']):.1f}x the shipped "
+    print(f"the small budget leaves {float(fvus['yours (ReLU, 30k tokens)'] / fvus['shipped']):.1f}x the shipped "
           f"transcoder's FVU (trained on {tokens_shipped:,} tokens with {tcs[0].cfg.d_sae} features, against 30,000 "
           f"with 256): a transcoder needs far more text than this to learn the MLP")
 else:
