@@ -162,6 +162,43 @@ def validate_by_suppression(model, found: dict, nodes: list[int]) -> list[dict]:
     return [{**suppress_feature(model, found, n), "node": n, "predicted_total": float(predicted[n])} for n in nodes]
 
 
+def operand_groups(model, found: dict) -> dict[str, list[int]]:
+    """The kept features at each operand digit's position (``ROLES``), whatever their layer."""
+    g, roles = found["graph"], position_roles(model, found["prompt"])
+    kept = [n for n in found["pruned"].nodes() if g.kind(n) == "feature"]
+    return {r: [n for n in kept if roles[g.describe(n)["pos"]] == r] for r in ROLES}
+
+
+@torch.no_grad()
+def suppress_group(model, found: dict, nodes: list[int]) -> dict:
+    """Remove every feature of ``nodes`` at once in the real model (each one's activation x decoder
+    row subtracted at its layer and position, everything downstream live): the answer's demeaned
+    logit change, against the graph's prediction (the sum of the features' :func:`total_effects`:
+    the graph is linear, so removals add), and what the model writes then."""
+    g, rep = found["graph"], found["rep"]
+    tok = int(g.logit_tokens[0])
+    writes: dict = defaultdict(list)
+    for n in nodes:
+        d = g.describe(n)
+        writes[d["layer"]].append((d["pos"], rep.transcoders[d["layer"]].W_dec[d["feature"]] * d["activation"]))
+
+    def hook_for(items):
+        def hook(x, hook):
+            x = x.clone()
+            for pos, w in items:
+                x[:, pos] -= w
+            return x
+        return hook
+
+    before = model(rep.tokens)[0, -1]
+    after = model.run_with_hooks(rep.tokens, fwd_hooks=[(output_site(l), hook_for(it)) for l, it in writes.items()])[0, -1]
+    demeaned = lambda l: float(l[tok] - l.mean())  # noqa: E731
+    predicted = float(total_effects(g)[nodes].sum()) if nodes else 0.0
+    return {"n": len(nodes), "predicted": predicted, "actual": demeaned(after) - demeaned(before),
+            "p_before": float(before.softmax(-1)[tok]), "p_after": float(after.softmax(-1)[tok]),
+            "top_after": model.to_string(after.argmax().reshape(1))}
+
+
 def supernode_groups(model, found: dict) -> dict[str, list[int]]:
     """The kept features grouped by (layer, role of their position): one supernode per pathway stage."""
     return {f"L{r['layer']} {r['role'].strip()}": r["features"] for r in pathways(model, found)}

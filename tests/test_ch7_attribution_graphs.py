@@ -13,7 +13,7 @@ from course.attribution import influence as toolkit_influence
 from course.attribution.pruning import logit_weights, normalized_matrix
 from course.attribution.transcoders import input_site, output_site
 from course.checks import ch7_attribution_graphs as check
-from course.findings_ch7 import (ROLES, addition_graph, fact_graph, influence_by_bucket, logit_decomposition, pathways,
+from course.findings_ch7 import (ROLES, addition_graph, operand_groups, suppress_group, fact_graph, influence_by_bucket, logit_decomposition, pathways,
                                  position_roles, supernode_groups, suppress_feature, suppression_agreement,
                                  top_features, total_effects, validate_by_suppression)
 from course.neurons import text_stream
@@ -176,6 +176,28 @@ def test_suppression_changes_the_answer_as_the_graph_predicts(m, found):
 
 
 # -- findings: a fact ---------------------------------------------------------------------------
+
+def test_a_supernode_removal_adds_its_members_and_matches_single_removals(m, tcs):
+    """The first digit's graph: operand groups hold the kept features at each operand digit;
+    removing a group of one is removing that feature; removing nothing changes nothing."""
+    first = addition_graph(m, tcs, digit="tens")
+    assert first["answer"] == "9" and first["prompt"].endswith("= ")
+    g, roles = first["graph"], position_roles(m, first["prompt"])
+    groups = operand_groups(m, first)
+    assert set(groups) == set(ROLES) and any(groups.values())
+    kept = set(first["pruned"].nodes())
+    for role, nodes in groups.items():
+        assert all(n in kept and g.kind(n) == "feature" and roles[g.describe(n)["pos"]] == role for n in nodes)
+    node = next(n for ns in groups.values() for n in ns)
+    one, single = suppress_group(m, first, [node]), validate_by_suppression(m, first, [node])[0]
+    assert one["actual"] == pytest.approx(single["actual"], abs=1e-4)
+    assert one["predicted"] == pytest.approx(single["predicted_total"], abs=1e-4)
+    nothing = suppress_group(m, first, [])
+    assert nothing["actual"] == pytest.approx(0.0, abs=1e-5) and nothing["top_after"] == "9"
+    both = [n for ns in groups.values() for n in ns][:3]
+    assert suppress_group(m, first, both)["predicted"] == pytest.approx(
+        sum(suppress_group(m, first, [n])["predicted"] for n in both), abs=1e-3)
+
 
 def test_the_fact_graph_recalls_at_the_subject_like_causal_tracing(m, tcs):
     from course.findings_ch4 import recall_location

@@ -20,8 +20,10 @@
 # every feature's direct effect on every later feature and on the answer is one number, and
 # the whole computation is a graph we can prune, read and test by intervening in the real model.
 #
-# The prompt is `"calc: 36 + 59 = 9"`: the model has written the tens digit of 95 and must
-# now write the ones digit, `"5"`. Every number below is computed in front of you.
+# The course tokenizer writes a sum digit by digit, so "95" is two steps. The main prompt is
+# `"calc: 36 + 59 = 9"`: the model has written the tens digit of 95 and must now write the ones
+# digit, `"5"`; §5 ends with the first step, `"calc: 36 + 59 ="` → `"9"`, the digit that needs the
+# carry. Every number below is computed in front of you.
 
 # %% tags=["module"]
 import torch
@@ -568,6 +570,55 @@ exported = graph_json(pruned, "calc-36-59", to_text=model.to_string)
 print(f"wrote {sorted(p.name for p in (out_dir / 'transcoders').iterdir())} to {out_dir / 'transcoders'}, and a "
       f"graph with {len(exported['nodes'])} nodes, {len(exported['links'])} links to {out_dir / 'graphs'} "
       f"(the folder to serve)")
+
+# %% [markdown]
+# ### The first digit: "calc: 36 + 59 =" → "9"
+#
+# The ones digit needs no carry. The tens digit does: 3 + 5 alone gives 8, and only the carry
+# from 6 + 9 makes it 9. Build the graph one token earlier, where the model writes "9", and look
+# for the pathways: features at the tens digits (the tens-digit pathway), at the ones digits
+# (what a carry would have to come through) and at the last position. Then remove each operand
+# digit's kept features *together* (a supernode) in the real model, and compare the change with
+# the graph's prediction (the sum of their total effects: the graph is linear, so removals add).
+
+# %%
+from course.findings_ch7 import operand_groups, position_roles, suppress_group  # noqa: E402
+
+first = addition_graph(model, tcs, digit="tens")
+first_routes = pathways(model, first)
+print(f"{first['prompt']!r} -> {first['answer']!r} (p = {first['probability']:.3f}); kept "
+      f"{first['stats']['features_kept']} of {first['stats']['features']} features, error share {first['error_share']:.2f}")
+for r in first_routes[:6]:
+    print(f"  layer {r['layer']} at {r['role'].strip():9s}: {len(r['features']):2d} features, influence "
+          f"{r['influence']:.3f}, direct effect {r['direct']:+.2f}")
+share = {role: sum(r["influence"] for r in first_routes if r["role"].strip() == role) for role in
+         ("a ones", "b ones", "a tens", "b tens")}
+total = sum(r["influence"] for r in first_routes)
+print("kept features' influence by operand digit: " + ", ".join(f"{k} {v / total:.0%}" for k, v in share.items()))
+removals = {role: suppress_group(model, first, nodes) for role, nodes in operand_groups(model, first).items() if nodes}
+for role, r in removals.items():
+    agree = "same sign" if (r["actual"] > 0) == (r["predicted"] > 0) else "opposite signs"
+    print(f"remove the {r['n']} kept features at {role}: graph {r['predicted']:+.2f}, real {r['actual']:+.2f} "
+          f"({agree}); the model then writes {r['top_after']!r} (P({first['answer']!r}) "
+          f"{r['p_before']:.2f} -> {r['p_after']:.2f})")
+fg, roles_first = first["graph"], position_roles(model, first["prompt"])
+emb_ones = sum(float(first["pruned"].influence[fg.node_index("embedding", pos=p)])
+               for p, r in enumerate(roles_first) if r in ("a ones", "b ones"))
+print(f"the ones digits' token embeddings (read through the frozen attention) carry influence {emb_ones:.3f}; "
+      f"the kept features at the ones digits {share['a ones'] + share['b ones']:.3f}")
+carry_broken = [role for role, r in removals.items() if "ones" in role and r["top_after"] == "8"]
+print("removing the ones digits' features " + (f"turns 9 into 8 (the carry lost) at {carry_broken}" if carry_broken
+      else "does not turn 9 into 8: in this graph the carry does not run through features at the ones digits"))
+
+# %% [markdown]
+# Read it against chapter 6: there the carry was a direction in the stream *at the position that
+# writes the tens digit*, put there by attention from the ones digits. A transcoder feature at a
+# ones digit is one place the carry could be computed; attention carrying the ones digits' token
+# embeddings straight to the last position, where the last position's features combine them, is
+# another. The last lines above compare the two routes' influence and say whether removing the
+# ones digits' features loses the carry. Where removing a supernode changes the answer, compare
+# what it writes with what each pathway's story predicts (removing the tens digits' features
+# should leave a wrong tens digit).
 
 # %% [markdown]
 # ## 6. A second graph: a fact
