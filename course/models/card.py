@@ -226,10 +226,17 @@ Order of emergence during training (checkpoint evaluations on smaller validation
 
 {chr(10).join(missed) if missed else "- Every target above is met."}
 - The facts are invented; the model knows nothing about the real world.
-"""
+""" + _attempts()
     out = path / "MODEL_CARD.md"
     out.write_text(card)
     return out
+
+
+def _attempts() -> str:
+    """The record of training recipes tried (``recipe_attempts.md``, kept by hand: each row is a
+    run's measured figures), appended to the card."""
+    f = Path(__file__).with_name("recipe_attempts.md")
+    return "\n" + f.read_text() if f.exists() else ""
 
 
 def main(argv=None) -> int:
