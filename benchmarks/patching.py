@@ -15,6 +15,9 @@ all of them at once), only from the first position where a clean and a corrupted
 differ, and the last layer and the unembedding only where the metric reads. On a CPU the time
 is the arithmetic, so the speed-up grows with the depth of the model and with the share of each
 prompt before the first name that differs (``--shapes all`` shows it for every sentence shape).
+The last figures on each line count both sides' floating-point operations: their ratio is what
+an exact sweep can gain on a machine whose time is the arithmetic (a CPU); where per-pass
+overhead dominates instead (a GPU, tiny batches), batching gains more.
 """
 
 from __future__ import annotations
@@ -22,11 +25,20 @@ from __future__ import annotations
 import argparse
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import course
 from course.data.ioi_dataset import ioi_dataset
 from course.findings_ch3 import patching_speedup
-from course.patching import logit_diff, normalized
+from course.patching import logit_diff, normalized, patch_heads, patch_sweep
+
+
+def _gflop(fn) -> float:
+    """Floating-point operations of ``fn()`` (matrix products, as PyTorch's counter sees them), in 1e9."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
 
 
 def main(argv=None) -> None:
@@ -51,15 +63,22 @@ def main(argv=None) -> None:
         end, io, s = data.end_pos[rows], data.io_tok[rows], data.s_tok[rows]
         ld_clean, ld_abc = (float(logit_diff(model(t), end, io, s).mean()) for t in (clean, abc))
         _, cache = model.run_with_cache(clean, names_filter=lambda n: n.endswith("hook_z"))
+        source = {l: cache["z", l] for l in range(model.cfg.n_layers)}
         first = int((clean != abc).any(0).nonzero()[0])
 
         def metric(logits):
             return normalized(logit_diff(logits, end, io, s).mean(), ld_clean, ld_abc)
 
         b = patching_speedup(model, abc, cache, metric, repeats=args.repeats, positions=end)
+        flops = {name: _gflop(fn) for name, fn in (
+            ("batched", lambda: patch_sweep(model, abc, cache, metric, "heads", positions=end)),
+            ("loop", lambda: [patch_heads(model, abc, [(l, h)], source) for l in range(model.cfg.n_layers)
+                              for h in range(model.cfg.n_heads)]))}
         print(f"sentence shape {g}: {int(rows.sum())} prompts x {n_pos} tokens (first difference at position "
               f"{first}): batched {b['batched']:.3f} s, loop {b['loop']:.3f} s, speed-up {b['speedup']:.1f}x "
-              f"(per repeat {', '.join(f'{r:.1f}' for r in b['ratios'])}; maps differ by {b['max_difference']:.1e})")
+              f"(per repeat {', '.join(f'{r:.1f}' for r in b['ratios'])}; maps differ by {b['max_difference']:.1e}); "
+              f"arithmetic: batched {flops['batched']:.2f} GFLOP, loop {flops['loop']:.2f} GFLOP, "
+              f"ratio {flops['loop'] / flops['batched']:.1f}x")
 
 
 if __name__ == "__main__":
