@@ -88,6 +88,26 @@ def digit_profile(model, tcs, layer: int, feature: int, role: str, digit: str = 
     return torch.stack([acts[which == d].mean() if (which == d).any() else torch.tensor(0.0) for d in range(10)])
 
 
+def _removal_hooks(found: dict, nodes: list[int], scale: float = 1.0) -> list:
+    """Hooks on the MLP outputs that subtract ``scale`` x each feature's activation x its decoder
+    row at its (layer, position): the features of ``nodes`` removed from the real model."""
+    g, rep = found["graph"], found["rep"]
+    writes: dict = defaultdict(list)
+    for n in nodes:
+        d = g.describe(n)
+        writes[d["layer"]].append((d["pos"], rep.transcoders[d["layer"]].W_dec[d["feature"]] * d["activation"] * scale))
+
+    def hook_for(items):
+        def hook(x, hook):
+            x = x.clone()
+            for pos, w in items:
+                x[:, pos] -= w
+            return x
+        return hook
+
+    return [(output_site(layer), hook_for(items)) for layer, items in writes.items()]
+
+
 @torch.no_grad()
 def suppress_feature(model, found: dict, node: int, scale: float = 1.0) -> dict:
     """Subtract ``scale`` x the feature's activation x its decoder row from the real model's MLP
@@ -95,20 +115,13 @@ def suppress_feature(model, found: dict, node: int, scale: float = 1.0) -> dict:
     only the final layer norm's scale frozen at the prompt's (``actual_final_frozen``); compare the
     answer's (demeaned) logit with the graph's direct-effect prediction."""
     g, rep = found["graph"], found["rep"]
-    d = g.describe(node)
-    direction = rep.transcoders[d["layer"]].W_dec[d["feature"]] * d["activation"] * scale
     tok = int(g.logit_tokens[0])
-
-    def hook(x, hook):
-        x = x.clone()
-        x[:, d["pos"]] -= direction
-        return x
-
+    hooks = _removal_hooks(found, [node], scale)
     before = model(rep.tokens)[0, -1]
-    after = model.run_with_hooks(rep.tokens, fwd_hooks=[(output_site(d["layer"]), hook)])[0, -1]
+    after = model.run_with_hooks(rep.tokens, fwd_hooks=hooks)[0, -1]
     clean_scale = rep.ln_final_scale[None]                     # [1, pos, 1]: the prompt's final-norm scale
-    final_frozen = model.run_with_hooks(rep.tokens, fwd_hooks=[
-        (output_site(d["layer"]), hook), ("ln_final.hook_scale", lambda x, hook: clean_scale)])[0, -1]
+    final_frozen = model.run_with_hooks(rep.tokens, fwd_hooks=hooks + [
+        ("ln_final.hook_scale", lambda x, hook: clean_scale)])[0, -1]
     demeaned = lambda l: float(l[tok] - l.mean())
     logit = g.slices()["logit"].start
     return {"feature": g.label(node), "predicted_direct": -scale * float(g.adjacency[logit, node]),
@@ -177,21 +190,8 @@ def suppress_group(model, found: dict, nodes: list[int]) -> dict:
     the graph is linear, so removals add), and what the model writes then."""
     g, rep = found["graph"], found["rep"]
     tok = int(g.logit_tokens[0])
-    writes: dict = defaultdict(list)
-    for n in nodes:
-        d = g.describe(n)
-        writes[d["layer"]].append((d["pos"], rep.transcoders[d["layer"]].W_dec[d["feature"]] * d["activation"]))
-
-    def hook_for(items):
-        def hook(x, hook):
-            x = x.clone()
-            for pos, w in items:
-                x[:, pos] -= w
-            return x
-        return hook
-
     before = model(rep.tokens)[0, -1]
-    after = model.run_with_hooks(rep.tokens, fwd_hooks=[(output_site(l), hook_for(it)) for l, it in writes.items()])[0, -1]
+    after = model.run_with_hooks(rep.tokens, fwd_hooks=_removal_hooks(found, nodes))[0, -1]
     demeaned = lambda l: float(l[tok] - l.mean())  # noqa: E731
     predicted = float(total_effects(g)[nodes].sum()) if nodes else 0.0
     return {"n": len(nodes), "predicted": predicted, "actual": demeaned(after) - demeaned(before),
