@@ -79,3 +79,17 @@ def test_shipped_expected_values_are_the_references_outputs(chapter, course_mode
         assert len(fresh) == len(shipped[name])
         for a, b in zip(fresh, shipped[name]):
             torch.testing.assert_close(a, b), f"{name}: stale expected values, run `python -m course.build`"
+
+
+def test_expected_values_compare_up_to_float_noise():
+    """The build keeps a shipped expected-values file when only float noise differs
+    (a thread count, a CPU), and rewrites it when a value really changed."""
+    from course.build.__main__ import _same
+
+    old = {"ex": [torch.ones(3), 1.0, (2, "name")], "flag": True}
+    assert _same(old, {"ex": [torch.ones(3) + 1e-8, 1.0 + 1e-9, (2, "name")], "flag": True})
+    assert not _same(old, {"ex": [torch.ones(3) + 1e-3, 1.0, (2, "name")], "flag": True})
+    assert not _same(old, {"ex": [torch.ones(4), 1.0, (2, "name")], "flag": True})
+    assert not _same(old, {"ex": [torch.ones(3), 1.5, (2, "name")], "flag": True})
+    assert not _same(old, {"ex": [torch.ones(3), 1.0, [2, "name"]], "flag": True})
+    assert not _same(old, {"ex": [torch.ones(3), 1.0, (2, "name")]})
