@@ -292,3 +292,21 @@ def test_evaluate_cli_prints_every_figure(capsys):
     assert ev.main(["--json"]) == (1 if NOT_YET_MET | CIRCUIT_NOT_YET_MET else 0)   # exit status: all floors hold?
     out = json.loads(capsys.readouterr().out)
     assert set(ev.TARGETS) <= set(out["figures"])
+
+
+def test_readme_quotes_the_shipped_models_figures():
+    """Every three-decimal figure the README's course-gpt2 entry quotes is one the evaluation
+    measured (a retrained model must not leave old numbers in the README)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    entry = readme.split("- `course-gpt2` (default)", 1)[1].split("\n- `", 1)[0]
+    measured = json.loads((BUNDLED["course-gpt2"] / "evaluation.json").read_text())
+    values = [*measured["figures"].values(), *measured["circuit"]["figures"].values()]
+    quoted = re.findall(r"\b0\.\d{3}\b", entry)
+    assert quoted, "the README's course-gpt2 entry quotes no measured figure"
+    for q in quoted:
+        assert any(abs(round(v, 3) - float(q)) < 1e-9 for v in values if v == v), f"README quotes {q}, not measured"
+    for q in re.findall(r"logit difference (\d+\.\d)\b", entry):
+        assert abs(round(measured["figures"]["ioi_logit_diff"], 1) - float(q)) < 1e-9, q
