@@ -310,3 +310,16 @@ def test_readme_quotes_the_shipped_models_figures():
         assert any(abs(round(v, 3) - float(q)) < 1e-9 for v in values if v == v), f"README quotes {q}, not measured"
     for q in re.findall(r"logit difference (\d+\.\d)\b", entry):
         assert abs(round(measured["figures"]["ioi_logit_diff"], 1) - float(q)) < 1e-9, q
+
+
+def test_ioi_by_name_group_draws_io_and_s_from_the_right_names(tokenizer, monkeypatch):
+    split = ioi_split(single_token_names(tokenizer))
+    seen = {}
+    monkeypatch.setattr(ev, "ioi_measures", lambda model, tok, prompts: seen.setdefault(len(seen), prompts) and (1.0, 2.0))
+    out = ev.ioi_by_name_group(None, tokenizer, "validation", n=40)
+    assert list(out) == list(ev.NAME_GROUPS) and all(v == (1.0, 2.0) for v in out.values())
+    kept_out = set(split.unseen_names)
+    for (io_kept, s_kept), prompts in zip([(True, True), (True, False), (False, True), (False, False)], seen.values()):
+        assert len(prompts) == 40
+        assert all((p.io in kept_out) == io_kept and (p.s in kept_out) == s_kept and p.io != p.s for p in prompts)
+        assert all(p.template.families[0] in ioi.families("intro", "validation") for p in prompts)
