@@ -323,3 +323,32 @@ def test_ioi_by_name_group_draws_io_and_s_from_the_right_names(tokenizer, monkey
         assert len(prompts) == 40
         assert all((p.io in kept_out) == io_kept and (p.s in kept_out) == s_kept and p.io != p.s for p in prompts)
         assert all(p.template.families[0] in ioi.families("intro", "validation") for p in prompts)
+
+
+def test_ship_refuses_an_unfinished_run_and_says_how_to_finish_it(tmp_path, capsys):
+    from course.models import ship
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert ship.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err and "--resume" in err
+
+
+def test_ship_copies_the_model_files_then_runs_each_rebuild_step(tmp_path, monkeypatch):
+    from course.models import ship
+
+    run, assets = tmp_path / "run", tmp_path / "assets"
+    run.mkdir()
+    for f in ship.MODEL_FILES:
+        (run / f).write_text(f)
+    calls = []
+    monkeypatch.setattr(ship.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw["env"]["OMP_NUM_THREADS"])))
+    steps = ship.ship(run, assets, python="py")
+    assert sorted(p.name for p in assets.iterdir()) == sorted(ship.MODEL_FILES)
+    assert all((assets / f).read_text() == f for f in ship.MODEL_FILES)
+    assert [c[0][:3] for c in calls] == [["py", "-m", "course.models.card"], ["py", "-m", "course.saes.train"],
+                                          ["py", "-m", "course.attribution.train_transcoders"], ["py", "-m", "course.build"]]
+    assert calls[0][0][3] == str(assets) and {c[1] for c in calls} == {"1"} and len(steps) == 5
+    dry = ship.ship(run, tmp_path / "untouched", dry_run=True, python="py")
+    assert [s.replace(str(tmp_path / "untouched"), str(assets)) for s in dry] == steps
+    assert not (tmp_path / "untouched").exists() and len(calls) == 4      # a dry run runs nothing
