@@ -47,9 +47,11 @@ def _same(old, new, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
         return (isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor) and old.shape == new.shape
                 and old.dtype == new.dtype and bool(torch.allclose(old, new, rtol=rtol, atol=atol, equal_nan=True)))
     if isinstance(old, dict):
-        return isinstance(new, dict) and old.keys() == new.keys() and all(_same(old[k], new[k]) for k in old)
+        return (isinstance(new, dict) and old.keys() == new.keys()
+                and all(_same(old[k], new[k], rtol, atol) for k in old))
     if isinstance(old, (list, tuple)):
-        return type(old) is type(new) and len(old) == len(new) and all(map(_same, old, new))
+        return (type(old) is type(new) and len(old) == len(new)
+                and all(_same(o, n, rtol, atol) for o, n in zip(old, new)))
     if isinstance(old, float) and isinstance(new, float):
         return abs(old - new) <= atol + rtol * abs(new) or (old != old and new != new)
     return old == new
