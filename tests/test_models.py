@@ -215,6 +215,23 @@ def test_training_ships_the_best_eligible_checkpoint(tmp_path, monkeypatch):
     assert all(torch.equal(shipped[k], at6[k]) for k in shipped)
 
 
+def test_tokenizer_seed_defaults_to_the_model_seed_and_can_be_fixed(tmp_path, monkeypatch):
+    """A seed study keeps the vocabulary (and the names kept out of IOI) with --tokenizer-seed."""
+    from dataclasses import replace
+
+    from course.models import train as tr
+
+    seeds, real = [], tr.train_tokenizer
+    monkeypatch.setattr(tr, "train_tokenizer", lambda seed: seeds.append(seed) or real(n_docs=5000, seed=seed))
+    cfg = tr.TrainConfig(seed=3, steps=2, batch=2, warmup=1, n_layer=1, d_model=32, n_head=2)
+    tr.train(cfg, tmp_path / "own", eval_every=0, ckpt_every=0)
+    tr.train(replace(cfg, tokenizer_seed=1), tmp_path / "fixed", eval_every=0, ckpt_every=0)
+    assert seeds == [3, 1]
+    recorded = json.loads((tmp_path / "fixed" / "training_config.json").read_text())
+    assert (recorded["seed"], recorded["tokenizer_seed"]) == (3, 1)
+    assert tr.TrainConfig().tokenizer_seed == -1            # the shipped command is unchanged
+
+
 def test_modular_training_smoke(tmp_path):
     from course.models.modular import ModularConfig, train
 
