@@ -4,6 +4,7 @@
     python -m course.models.train --out /tmp/run --resume                     # continue a run
     python -m course.models.train --out /tmp/smoke --steps 20 --eval-every 0  # a smoke test
     python -m course.models.train --out /tmp/s2 --seed 2 --tokenizer-seed 1   # another seed, same vocabulary
+    python -m course.models.train --out /tmp/e1 --ema-decays 0.999,0.9998      # ship a running average
 
 Same seed and arguments, same weights (on the same hardware and thread count). It
 trains the tokenizer, streams the synthetic corpus (course.data.corpus), logs the
@@ -14,6 +15,7 @@ resume from its last checkpoint.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -57,6 +59,35 @@ class TrainConfig:
     # The tokenizer's seed (-1: the model's). Fixing it while the seed varies keeps the vocabulary,
     # and with it the names kept out of IOI, the same across a seed study.
     tokenizer_seed: int = -1
+    # Comma-separated decays of exponential moving averages of the weights ("" for none). Each
+    # average is a shadow model: training never reads it, so the raw trajectory is the one the
+    # same seed gives without averages. The raw weights are still evaluated and logged, but with
+    # averages the shipped weights are chosen among the averages only.
+    ema_decays: str = ""
+
+
+def ema_decay_list(cfg: TrainConfig) -> list[float]:
+    """The decays of ``cfg.ema_decays``, each in (0, 1); a clear error otherwise."""
+    decays = []
+    for part in cfg.ema_decays.split(","):
+        if not part.strip():
+            continue
+        try:
+            d = float(part)
+        except ValueError:
+            raise ValueError(f"--ema-decays takes numbers separated by commas, like 0.999,0.9998; got {cfg.ema_decays!r}") from None
+        if not 0.0 < d < 1.0:
+            raise ValueError(f"an EMA decay must lie strictly between 0 and 1 (e.g. 0.999); got {d}")
+        decays.append(d)
+    return decays
+
+
+@torch.no_grad()
+def update_averages(shadows: dict, model) -> None:
+    """One EMA step: every shadow's parameters move toward ``model``'s by (1 - decay)."""
+    live = list(model.parameters())
+    for decay, shadow in shadows.items():
+        torch._foreach_lerp_(list(shadow.parameters()), live, 1.0 - decay)
 
 
 def build_model(cfg: TrainConfig):
@@ -100,12 +131,17 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
     names = single_token_names(tokenizer)
     model = build_model(cfg).to(device)
     opt = optimizer_for(model, cfg)
+    shadows = {d: copy.deepcopy(model).requires_grad_(False) for d in ema_decay_list(cfg)}
     ckpt, log_path, best_path = out / "checkpoint.pt", out / "training_log.jsonl", out / "best.pt"
     start, best, final_score = 0, {"score": -1.0, "step": None}, -1.0
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        for d, shadow in shadows.items():
+            if str(d) not in state.get("ema", {}):
+                raise ValueError(f"{ckpt} holds no average with decay {d}: resume with the --ema-decays the run started with")
+            shadow.load_state_dict(state["ema"][str(d)])
         start = state["step"]
         if best_path.exists():
             best = {k: v for k, v in torch.load(best_path, map_location="cpu").items() if k != "model"}
@@ -118,6 +154,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
             f.write(json.dumps(record) + "\n")
 
     chunk_id, chunk = None, None
+    selected_weights = "raw"   # unless an average is chosen below
     t0, tokens = time.time(), 0
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", mininterval=5)
     for step in bar:
@@ -134,35 +171,49 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
+        update_averages(shadows, model)
         tokens += int((labels != -100).sum())
         if step % 100 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}")
             log({"step": step, "loss": loss.item(), "lr": lr_at(step, cfg)})
         done = step + 1
         if eval_every and (done % eval_every == 0 or done == cfg.steps):
-            model.set_attn_implementation("eager")   # attention weights for the head scores
-            rep = evaluate(model, tokenizer, quick=done != cfg.steps, split="validation")
-            model.set_attn_implementation("sdpa")
-            log({"step": done, "tokens_seen": done * cfg.batch * BLOCK_LEN, **rep.figures, **rep.heads})
-            tqdm.write(f"step {done}: " + ", ".join(f"{k}={v:.3f}" for k, v in rep.figures.items()))
-            score = selection_score(rep)
-            eligible = all(rep.meets(k) for k in TARGETS)
+            # With averages, only they may be shipped; the raw weights are logged for comparison.
+            candidates = [("raw", model, not shadows)] + [(f"ema{d}", sh, True) for d, sh in shadows.items()]
+            final = (-1.0, model)
+            for name, net, may_ship in candidates:
+                net.set_attn_implementation("eager")   # attention weights for the head scores
+                rep = evaluate(net, tokenizer, quick=done != cfg.steps, split="validation")
+                net.set_attn_implementation("sdpa")
+                tag = {"weights": name} if shadows else {}
+                log({"step": done, "tokens_seen": done * cfg.batch * BLOCK_LEN, **tag, **rep.figures, **rep.heads})
+                tqdm.write(f"step {done} {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in rep.figures.items()))
+                score = selection_score(rep)
+                if not (may_ship and all(rep.meets(k) for k in TARGETS)):
+                    continue
+                if done == cfg.steps and score > final[0]:
+                    final = (score, net)
+                if score > best["score"]:
+                    best = {"score": score, "step": done, "weights": name}
+                    torch.save({"model": net.state_dict(), **best}, best_path)
             if done == cfg.steps:
-                final_score = score if eligible else -1.0
-            if eligible and score > best["score"]:
-                best = {"score": score, "step": done}
-                torch.save({"model": model.state_dict(), **best}, best_path)
+                final_score = final[0]
+                if final[1] is not model:
+                    model.load_state_dict(final[1].state_dict())
+                    selected_weights = next(n for n, net, _ in candidates if net is final[1])
         if (ckpt_every and done % ckpt_every == 0 and done != cfg.steps) or done == stop_after:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done}, ckpt)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
+                        "ema": {str(d): sh.state_dict() for d, sh in shadows.items()}}, ckpt)
         if done == stop_after:
             return None
 
     selected = cfg.steps
     if best["step"] is not None and best["step"] != cfg.steps and best_path.exists():
         if best["score"] > final_score:
-            model.load_state_dict(torch.load(best_path, map_location=device)["model"])
-            selected = best["step"]
-    tqdm.write(f"shipping the weights of step {selected}")
+            saved = torch.load(best_path, map_location=device)
+            model.load_state_dict(saved["model"])
+            selected, selected_weights = best["step"], saved.get("weights", "raw")
+    tqdm.write(f"shipping the {selected_weights} weights of step {selected}")
     model.set_attn_implementation("eager")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -170,6 +221,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
     (out / "training_config.json").write_text(json.dumps(
         {**asdict(cfg), "device": str(device), "wall_seconds": round(elapsed, 1),
          "tokens_per_second": round(tokens / max(elapsed, 1e-9)), "selected_step": selected,
+         "selected_weights": selected_weights,
          "selected_by": SELECTION, "eval_every": eval_every}, indent=2))
     ckpt.unlink(missing_ok=True)
     best_path.unlink(missing_ok=True)
