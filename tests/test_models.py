@@ -232,6 +232,52 @@ def test_tokenizer_seed_defaults_to_the_model_seed_and_can_be_fixed(tmp_path, mo
     assert tr.TrainConfig().tokenizer_seed == -1            # the shipped command is unchanged
 
 
+def test_weight_averages_leave_training_unchanged_and_can_be_shipped(tmp_path, monkeypatch):
+    """--ema-decays: shadow averages never feed back into training (the raw weights are those of a
+    run without them, resumed or not); with averages only an average ships, and it equals the
+    exponential moving average of the raw weights after every step, computed here by hand."""
+    from dataclasses import replace
+
+    from course.models import train as tr
+    from safetensors.torch import load_file
+
+    real_tok, real_update = tr.train_tokenizer, tr.update_averages
+    monkeypatch.setattr(tr, "train_tokenizer", lambda seed: real_tok(n_docs=5000, seed=seed))
+    raw_steps = []
+    monkeypatch.setattr(tr, "update_averages", lambda shadows, model: (
+        raw_steps.append({k: v.clone() for k, v in model.state_dict().items()}), real_update(shadows, model)))
+    cfg = tr.TrainConfig(steps=8, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2)
+    averaged = replace(cfg, ema_decays="0.5, 0.9")
+    tr.train(cfg, tmp_path / "plain", eval_every=0, ckpt_every=0)
+    tr.train(averaged, tmp_path / "raw_shipped", eval_every=0, ckpt_every=0)     # nothing evaluated: raw ships
+    plain, raw = (load_file(tmp_path / d / "model.safetensors") for d in ("plain", "raw_shipped"))
+    assert all(torch.equal(plain[k], raw[k]) for k in plain)
+
+    passing = {k: (v + 0.01 if op == ">=" else v - 0.01) for k, (op, v) in ev.TARGETS.items()}
+    monkeypatch.setattr(tr, "evaluate", lambda *a, **k: ev.Report(figures=dict(passing)))
+    assert tr.train(averaged, tmp_path / "avg", eval_every=4, ckpt_every=0, stop_after=3) is None
+    raw_steps.clear()
+    first = torch.load(tmp_path / "avg" / "checkpoint.pt")
+    assert set(first["ema"]) == {"0.5", "0.9"}
+    tr.train(averaged, tmp_path / "avg", resume=True, eval_every=4, ckpt_every=0)
+    recorded = json.loads((tmp_path / "avg" / "training_config.json").read_text())
+    assert (recorded["selected_step"], recorded["selected_weights"]) == (8, "ema0.5")   # ties: the first average
+    expected = {k: v.clone() for k, v in first["ema"]["0.5"].items()}
+    for state in raw_steps:                                      # steps 4..8, after the resume
+        for k in expected:
+            if expected[k].is_floating_point():
+                expected[k] = 0.5 * expected[k] + 0.5 * state[k]
+    shipped = load_file(tmp_path / "avg" / "model.safetensors")
+    assert len(raw_steps) == 5
+    assert all(torch.allclose(shipped[k], expected[k], atol=1e-6) for k in shipped)
+    assert not any(torch.equal(shipped[k], raw_steps[-1][k]) for k in shipped if "weight" in k and "ln" not in k)
+
+    for bad in ("1.5", "0", "fast"):
+        with pytest.raises(ValueError, match="(?i)ema"):
+            tr.ema_decay_list(replace(cfg, ema_decays=bad))
+    assert tr.TrainConfig().ema_decays == ""                 # the shipped command is unchanged
+
+
 def test_modular_training_smoke(tmp_path):
     from course.models.modular import ModularConfig, train
 
