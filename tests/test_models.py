@@ -235,7 +235,8 @@ def test_tokenizer_seed_defaults_to_the_model_seed_and_can_be_fixed(tmp_path, mo
 def test_weight_averages_leave_training_unchanged_and_can_be_shipped(tmp_path, monkeypatch):
     """--ema-decays: shadow averages never feed back into training (the raw weights are those of a
     run without them, resumed or not); with averages only an average ships, and it equals the
-    exponential moving average of the raw weights after every step, computed here by hand."""
+    exponential moving average of the raw weights after every step, computed here by hand; the
+    raw weights chosen by the same rule are kept beside it (OUT/raw) for a paired comparison."""
     from dataclasses import replace
 
     from course.models import train as tr
@@ -271,6 +272,9 @@ def test_weight_averages_leave_training_unchanged_and_can_be_shipped(tmp_path, m
     assert len(raw_steps) == 5
     assert all(torch.allclose(shipped[k], expected[k], atol=1e-6) for k in shipped)
     assert not any(torch.equal(shipped[k], raw_steps[-1][k]) for k in shipped if "weight" in k and "ln" not in k)
+    beside = load_file(tmp_path / "avg" / "raw" / "model.safetensors")     # the raw weights, chosen by the same rule
+    assert recorded["raw_selected_step"] == 8 and all(torch.equal(plain[k], beside[k]) for k in plain)
+    assert not (tmp_path / "avg" / "best.pt").exists() and not (tmp_path / "avg" / "best_raw.pt").exists()
 
     for bad in ("1.5", "0", "fast"):
         with pytest.raises(ValueError, match="(?i)ema"):

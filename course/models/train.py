@@ -90,6 +90,41 @@ def update_averages(shadows: dict, model) -> None:
         torch._foreach_lerp_(list(shadow.parameters()), live, 1.0 - decay)
 
 
+class Selection:
+    """The checkpoint choice (SELECTION) among the evaluations of some of the weights ("raw",
+    "ema0.999", ...): the best score among evaluations meeting every floor; at equal scores the
+    last step's weights are kept, an earlier step's only when strictly better. ``path`` keeps the
+    best weights so far, so a resumed run chooses as a straight one."""
+
+    def __init__(self, names, path: Path):
+        self.names, self.path = set(names), path
+        self.best = {"score": -1.0, "step": None}
+        self.final = None                    # (score, name, weights) at the last step
+
+    def restore(self) -> None:
+        if self.path.exists():
+            self.best = {k: v for k, v in torch.load(self.path, map_location="cpu").items() if k != "model"}
+
+    def offer(self, name: str, net, score: float, eligible: bool, step: int, last: bool) -> None:
+        if name not in self.names or not eligible:
+            return
+        if last and (self.final is None or score > self.final[0]):
+            self.final = (score, name, {k: v.clone() for k, v in net.state_dict().items()})
+        if score > self.best["score"]:
+            self.best = {"score": score, "step": step, "weights": name}
+            torch.save({"model": net.state_dict(), **self.best}, self.path)
+
+    def choose(self, steps: int, device) -> tuple[dict | None, int, str]:
+        """(weights, step, name); weights None: nothing qualified, keep the raw weights of the last step."""
+        final_score = self.final[0] if self.final else -1.0
+        if self.best["step"] not in (None, steps) and self.path.exists() and self.best["score"] > final_score:
+            saved = torch.load(self.path, map_location=device)
+            return saved["model"], self.best["step"], saved.get("weights", "raw")
+        if self.final:
+            return self.final[2], steps, self.final[1]
+        return None, steps, "raw"
+
+
 def build_model(cfg: TrainConfig):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -132,8 +167,13 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
     model = build_model(cfg).to(device)
     opt = optimizer_for(model, cfg)
     shadows = {d: copy.deepcopy(model).requires_grad_(False) for d in ema_decay_list(cfg)}
-    ckpt, log_path, best_path = out / "checkpoint.pt", out / "training_log.jsonl", out / "best.pt"
-    start, best, final_score = 0, {"score": -1.0, "step": None}, -1.0
+    ckpt, log_path = out / "checkpoint.pt", out / "training_log.jsonl"
+    # With averages, only they may ship; the raw weights are chosen by the same rule into OUT/raw,
+    # for a comparison on the same trajectory.
+    selections = {"shipped": Selection([f"ema{d}" for d in shadows] or ["raw"], out / "best.pt")}
+    if shadows:
+        selections["raw"] = Selection(["raw"], out / "best_raw.pt")
+    start = 0
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])
@@ -143,18 +183,18 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
                 raise ValueError(f"{ckpt} holds no average with decay {d}: resume with the --ema-decays the run started with")
             shadow.load_state_dict(state["ema"][str(d)])
         start = state["step"]
-        if best_path.exists():
-            best = {k: v for k, v in torch.load(best_path, map_location="cpu").items() if k != "model"}
+        for sel in selections.values():
+            sel.restore()
     else:
         log_path.unlink(missing_ok=True)
-        best_path.unlink(missing_ok=True)
+        for sel in selections.values():
+            sel.path.unlink(missing_ok=True)
 
     def log(record):
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
     chunk_id, chunk = None, None
-    selected_weights = "raw"   # unless an average is chosen below
     t0, tokens = time.time(), 0
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", mininterval=5)
     for step in bar:
@@ -178,41 +218,33 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
             log({"step": step, "loss": loss.item(), "lr": lr_at(step, cfg)})
         done = step + 1
         if eval_every and (done % eval_every == 0 or done == cfg.steps):
-            # With averages, only they may be shipped; the raw weights are logged for comparison.
-            candidates = [("raw", model, not shadows)] + [(f"ema{d}", sh, True) for d, sh in shadows.items()]
-            final = (-1.0, model)
-            for name, net, may_ship in candidates:
+            for name, net in [("raw", model)] + [(f"ema{d}", sh) for d, sh in shadows.items()]:
                 net.set_attn_implementation("eager")   # attention weights for the head scores
                 rep = evaluate(net, tokenizer, quick=done != cfg.steps, split="validation")
                 net.set_attn_implementation("sdpa")
                 tag = {"weights": name} if shadows else {}
                 log({"step": done, "tokens_seen": done * cfg.batch * BLOCK_LEN, **tag, **rep.figures, **rep.heads})
                 tqdm.write(f"step {done} {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in rep.figures.items()))
-                score = selection_score(rep)
-                if not (may_ship and all(rep.meets(k) for k in TARGETS)):
-                    continue
-                if done == cfg.steps and score > final[0]:
-                    final = (score, net)
-                if score > best["score"]:
-                    best = {"score": score, "step": done, "weights": name}
-                    torch.save({"model": net.state_dict(), **best}, best_path)
-            if done == cfg.steps:
-                final_score = final[0]
-                if final[1] is not model:
-                    model.load_state_dict(final[1].state_dict())
-                    selected_weights = next(n for n, net, _ in candidates if net is final[1])
+                eligible = all(rep.meets(k) for k in TARGETS)
+                for sel in selections.values():
+                    sel.offer(name, net, selection_score(rep), eligible, done, done == cfg.steps)
         if (ckpt_every and done % ckpt_every == 0 and done != cfg.steps) or done == stop_after:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
                         "ema": {str(d): sh.state_dict() for d, sh in shadows.items()}}, ckpt)
         if done == stop_after:
             return None
 
-    selected = cfg.steps
-    if best["step"] is not None and best["step"] != cfg.steps and best_path.exists():
-        if best["score"] > final_score:
-            saved = torch.load(best_path, map_location=device)
-            model.load_state_dict(saved["model"])
-            selected, selected_weights = best["step"], saved.get("weights", "raw")
+    if "raw" in selections:
+        weights, raw_step, _ = selections["raw"].choose(cfg.steps, device)
+        raw = copy.deepcopy(model)
+        if weights is not None:
+            raw.load_state_dict(weights)
+        raw.set_attn_implementation("eager")
+        raw.save_pretrained(out / "raw", safe_serialization=True)
+        tokenizer.save_pretrained(out / "raw")
+    weights, selected, selected_weights = selections["shipped"].choose(cfg.steps, device)
+    if weights is not None:
+        model.load_state_dict(weights)
     tqdm.write(f"shipping the {selected_weights} weights of step {selected}")
     model.set_attn_implementation("eager")
     model.save_pretrained(out, safe_serialization=True)
@@ -222,9 +254,11 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
         {**asdict(cfg), "device": str(device), "wall_seconds": round(elapsed, 1),
          "tokens_per_second": round(tokens / max(elapsed, 1e-9)), "selected_step": selected,
          "selected_weights": selected_weights,
+         **({"raw_selected_step": raw_step} if shadows else {}),
          "selected_by": SELECTION, "eval_every": eval_every}, indent=2))
     ckpt.unlink(missing_ok=True)
-    best_path.unlink(missing_ok=True)
+    for sel in selections.values():
+        sel.path.unlink(missing_ok=True)
     return out
 
 
