@@ -81,12 +81,27 @@ CIRCUIT_LABELS = {
 }
 
 
+def _command(train: dict) -> str:
+    """The training command that reproduces these weights."""
+    extra = ""
+    if train.get("tokenizer_seed", -1) not in (-1, train["seed"]):
+        extra += f" --tokenizer-seed {train['tokenizer_seed']}"
+    if train.get("ema_decays"):
+        extra += f" --ema-decays {train['ema_decays']}"
+    return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
+
+
 def _selection(train: dict) -> str:
-    step = train.get("selected_step", train["steps"])
-    rule = ("Evaluated every {e} steps on validation data only; the weights shipped are those of step {s}, "
+    if "selected_step" not in train:
+        return ""
+    weights = train.get("selected_weights", "raw")
+    what = ("those" if weights == "raw" else
+            f"an exponential moving average of the weights (decay {weights.removeprefix('ema')}, updated after "
+            f"every step; training never reads it; one of the averages {train['ema_decays']} evaluated beside "
+            "the raw weights, which are not eligible) as it stood at the end")
+    rule = ("Evaluated every {e} steps on validation data only; the weights shipped are {w} of step {s}, "
             "chosen by {by} among the evaluations meeting every floor.")
-    return rule.format(e=train.get("eval_every", "?"), s=step, by=train.get("selected_by", "?")) \
-        if "selected_step" in train else ""
+    return rule.format(e=train.get("eval_every", "?"), w=what, s=train["selected_step"], by=train.get("selected_by", "?"))
 
 
 def _heads(heads) -> str:
@@ -196,7 +211,7 @@ in training ({", ".join(f'"{o}"' for o in VALIDATION_OPENERS[:3])}, …) are the
 shipped checkpoint. Addition: "calc: a + b = c" for a, b in 10..99, 10% of pairs held out (half validation, half test). Blocks of
 {BLOCK_LEN} tokens start with BOS and hold whole documents; padding is not in the loss.
 
-## Training (`python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}`)
+## Training (`{_command(train)}`)
 
 AdamW (0.9, 0.98), peak lr {train['lr']}, {train['warmup']} warm-up steps, cosine to
 {train['min_lr_ratio']:.0%}, weight decay {train['weight_decay']} on matrices, clip {train['clip']}; batch
