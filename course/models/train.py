@@ -222,12 +222,13 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
                 net.set_attn_implementation("eager")   # attention weights for the head scores
                 rep = evaluate(net, tokenizer, quick=done != cfg.steps, split="validation")
                 net.set_attn_implementation("sdpa")
-                tag = {"weights": name} if shadows else {}
+                tag = {"weights": name} if shadows else {}    # logs without averages keep their format
                 log({"step": done, "tokens_seen": done * cfg.batch * BLOCK_LEN, **tag, **rep.figures, **rep.heads})
-                tqdm.write(f"step {done} {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in rep.figures.items()))
-                eligible = all(rep.meets(k) for k in TARGETS)
+                tqdm.write(f"step {done}{' ' + name if shadows else ''}: "
+                           + ", ".join(f"{k}={v:.3f}" for k, v in rep.figures.items()))
+                score, eligible = selection_score(rep), all(rep.meets(k) for k in TARGETS)
                 for sel in selections.values():
-                    sel.offer(name, net, selection_score(rep), eligible, done, done == cfg.steps)
+                    sel.offer(name, net, score, eligible, done, done == cfg.steps)
         if (ckpt_every and done % ckpt_every == 0 and done != cfg.steps) or done == stop_after:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
                         "ema": {str(d): sh.state_dict() for d, sh in shadows.items()}}, ckpt)
