@@ -392,6 +392,22 @@ def test_ioi_by_name_group_draws_io_and_s_from_the_right_names(tokenizer, monkey
         assert all(p.template.families[0] in ioi.families("intro", "validation") for p in prompts)
 
 
+def test_io_top_name_share_counts_only_prompts_whose_best_name_is_io(tokenizer, monkeypatch):
+    """Prompt 0: IO has the highest name logit. Prompt 1: IO beats S but a third name, not in
+    the sentence, beats IO. Prompt 2: a non-name token beats every name, IO is the best name."""
+    names = single_token_names(tokenizer)
+    io, s, other = names[:3]
+    prompts = [ioi.IOIPrompt(f"{io} met {s}. {s} waved at", io, s) for _ in range(3)]
+    logits = torch.zeros(3, tokenizer.vocab_size)
+    tid = {n: ev._first_token(tokenizer, " " + n) for n in (io, s, other)}
+    logits[0, tid[io]], logits[0, tid[s]] = 3.0, 1.0
+    logits[1, tid[io]], logits[1, tid[s]], logits[1, tid[other]] = 2.0, 1.0, 5.0
+    logits[2, tid[io]], logits[2, ev._first_token(tokenizer, " the")] = 1.0, 9.0
+    monkeypatch.setattr(ev, "_last_logits", lambda model, tok, texts: logits[:len(texts)])
+    assert ev.io_top_name_share(None, tokenizer, prompts) == pytest.approx(2 / 3)
+    assert ev.ioi_measures(None, tokenizer, prompts)[0] == 1.0     # accuracy cannot tell prompt 1 apart
+
+
 def test_ship_refuses_an_unfinished_run_and_says_how_to_finish_it(tmp_path, capsys):
     from course.models import ship
 

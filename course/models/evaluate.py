@@ -174,11 +174,9 @@ def handwritten_ioi_prompts(tokenizer, seed: int = 0, per_sentence: int = 8) -> 
 NAME_GROUPS = ("both kept out", "IO kept out", "S kept out", "neither")
 
 
-def ioi_by_name_group(model, tokenizer, split: str = "test", n: int = 400, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """IOI (accuracy, mean logit difference) on ``split``'s families for each of :data:`NAME_GROUPS`:
-    whether IO and S are names kept out of IOI (any names of the group, held-out pairs or not).
-    It tells a rule that does not carry over to new names from a preference for the names that
-    IOI trained: "IO kept out" low while "S kept out" is high is the latter."""
+def name_group_prompts(tokenizer, split: str = "test", n: int = 400, seed: int = 0) -> dict[str, list[ioi.IOIPrompt]]:
+    """``n`` prompts on ``split``'s families for each of :data:`NAME_GROUPS`: whether IO and S
+    are names kept out of IOI (any names of the group, held-out pairs or not)."""
     names = ioi_split(single_token_names(tokenizer))
     kept_out, ioi_names = list(names.unseen_names), list(names.ioi_names)
     pools = dict(zip(NAME_GROUPS, [(kept_out, kept_out), (kept_out, ioi_names), (ioi_names, kept_out),
@@ -190,8 +188,28 @@ def ioi_by_name_group(model, tokenizer, split: str = "test", n: int = 400, seed:
             io, s = rng.choice(io_pool), rng.choice(s_pool)
             if io != s:
                 prompts.append(ioi.ioi_prompt(rng, io, s, split))
-        out[group] = ioi_measures(model, tokenizer, prompts)
+        out[group] = prompts
     return out
+
+
+def ioi_by_name_group(model, tokenizer, split: str = "test", n: int = 400, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """IOI (accuracy, mean logit difference) for each group of :func:`name_group_prompts`.
+    It tells a rule that does not carry over to new names from a preference for the names that
+    IOI trained: "IO kept out" low while "S kept out" is high is the latter."""
+    return {group: ioi_measures(model, tokenizer, prompts)
+            for group, prompts in name_group_prompts(tokenizer, split, n, seed).items()}
+
+
+def io_top_name_share(model, tokenizer, prompts: list[ioi.IOIPrompt]) -> float:
+    """Share of prompts whose highest-scoring name at the end, among all the course's
+    single-token names, is IO. Accuracy only compares IO with S; this says whether the model
+    also names IO rather than someone who is not in the sentence (a model that only knows
+    whom *not* to name scores high on accuracy and low here)."""
+    names = single_token_names(tokenizer)
+    ids = torch.tensor([_first_token(tokenizer, " " + name) for name in names])
+    logits = _last_logits(model, tokenizer, [p.text for p in prompts])[:, ids]
+    io = torch.tensor([names.index(p.io) for p in prompts])
+    return float((logits.argmax(-1) == io).float().mean())
 
 
 def ioi_measures(model, tokenizer, prompts: list[ioi.IOIPrompt]) -> tuple[float, float]:
@@ -333,14 +351,18 @@ def main(argv=None) -> int:
     ap.add_argument("path", nargs="?", default="course-gpt2", help="model name or directory (default: the bundled model)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--by-name-group", metavar="SPLIT", choices=("train", "validation", "test"),
-                    help="print only IOI on SPLIT's families by whether IO and S are names kept out of IOI")
+                    help="print only IOI on SPLIT's families by whether IO and S are names kept out of IOI "
+                         "(accuracy, logit difference, and how often IO is the top-scoring name)")
     args = ap.parse_args(argv)
     from course.models.loading import load_hf_model
 
     model, tokenizer = load_hf_model(args.path)
     if args.by_name_group:
-        for group, (acc, diff) in ioi_by_name_group(model, tokenizer, args.by_name_group).items():
-            print(f"{args.by_name_group} families, {group:14s} accuracy {acc:.3f}  logit difference {diff:6.2f}")
+        for group, prompts in name_group_prompts(tokenizer, args.by_name_group).items():
+            acc, diff = ioi_measures(model, tokenizer, prompts)
+            top = io_top_name_share(model, tokenizer, prompts)
+            print(f"{args.by_name_group} families, {group:14s} accuracy {acc:.3f}  logit difference {diff:6.2f}"
+                  f"  IO the top name {top:.3f}")
         return 0
     rep = evaluate(model, tokenizer)
     print(json.dumps(asdict(rep), indent=2) if args.json else rep.table())
