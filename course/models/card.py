@@ -29,6 +29,8 @@ LABELS = {
     "ioi_logit_diff": "IOI mean logit difference (IO − S), test families",
     "ioi_accuracy_unseen_names": "IOI accuracy, test families, names never seen in IOI sentences",
     "ioi_logit_diff_unseen_names": "IOI logit difference, test families, names never seen in IOI",
+    "ioi_io_top_name": "IOI, test families: IO is the top-scoring of all the course's names (not only above S)",
+    "ioi_io_top_name_unseen_names": "the same, names never seen in IOI",
     "ioi_accuracy_handwritten": f"IOI accuracy, {len(HANDWRITTEN)} hand-written sentences outside the grammar",
     "ioi_logit_diff_handwritten": "IOI logit difference, hand-written sentences",
     "ioi_accuracy_training_families": "IOI accuracy, training families (new prompts; for comparison)",
@@ -161,6 +163,12 @@ def write_card(path: Path) -> Path:
                       f"on the test families (above) {report.figures['ioi_accuracy']:.3f} and "
                       f"{report.figures['ioi_accuracy_unseen_names']:.3f}. How well the rule carries over depends on "
                       f"the family: new families are not all alike.")
+    if "ioi_io_top_name" in report.figures:
+        missed.append(f"- IOI accuracy only asks whether IO scores above S. Among all the course's names, IO "
+                      f"is the model's top-scoring name in {report.figures['ioi_io_top_name']:.3f} of the "
+                      f"test-family prompts and {report.figures['ioi_io_top_name_unseen_names']:.3f} with "
+                      f"names never seen in IOI: where it is not, the model pushes S down but names someone "
+                      f"else.")
     held = {kind: ", ".join(ioi.SPLITS[kind]["test"]) for kind in ioi.KINDS}
     val = {kind: ", ".join(ioi.SPLITS[kind]["validation"]) for kind in ioi.KINDS}
     n_fam = {kind: len(fams) for kind, fams in ioi.KINDS.items()}

@@ -327,6 +327,10 @@ def evaluate(model, tokenizer, quick: bool = False, split: str = "test", circuit
     acc_u, diff_u = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, True, split))
     rep.figures["ioi_accuracy_unseen_names"], rep.figures["ioi_logit_diff_unseen_names"] = acc_u, diff_u
     if split == "test":
+        rep.figures["ioi_io_top_name"] = io_top_name_share(
+            model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, split=split))
+        rep.figures["ioi_io_top_name_unseen_names"] = io_top_name_share(
+            model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, True, split))
         acc_h, diff_h = ioi_measures(model, tokenizer, handwritten_ioi_prompts(tokenizer))
         rep.figures["ioi_accuracy_handwritten"], rep.figures["ioi_logit_diff_handwritten"] = acc_h, diff_h
         acc_t, diff_t = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, split="train"))
