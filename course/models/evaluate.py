@@ -200,21 +200,26 @@ def ioi_by_name_group(model, tokenizer, split: str = "test", n: int = 400, seed:
             for group, prompts in name_group_prompts(tokenizer, split, n, seed).items()}
 
 
-def io_top_name_share(model, tokenizer, prompts: list[ioi.IOIPrompt]) -> float:
+def io_top_name_share(model, tokenizer, prompts: list[ioi.IOIPrompt], logits: torch.Tensor | None = None) -> float:
     """Share of prompts whose highest-scoring name at the end, among all the course's
     single-token names, is IO. Accuracy only compares IO with S; this says whether the model
     also names IO rather than someone who is not in the sentence (a model that only knows
-    whom *not* to name scores high on accuracy and low here)."""
+    whom *not* to name scores high on accuracy and low here). ``logits``: the prompts'
+    final-position logits [n_prompts, vocab] when already computed."""
     names = single_token_names(tokenizer)
     ids = torch.tensor([_first_token(tokenizer, " " + name) for name in names])
-    logits = _last_logits(model, tokenizer, [p.text for p in prompts])[:, ids]
+    if logits is None:
+        logits = _last_logits(model, tokenizer, [p.text for p in prompts])
     io = torch.tensor([names.index(p.io) for p in prompts])
-    return float((logits.argmax(-1) == io).float().mean())
+    return float((logits[:, ids].argmax(-1) == io).float().mean())
 
 
-def ioi_measures(model, tokenizer, prompts: list[ioi.IOIPrompt]) -> tuple[float, float]:
-    """(accuracy of logit IO > logit S, mean logit IO - logit S) at the final position."""
-    logits = _last_logits(model, tokenizer, [p.text for p in prompts])
+def ioi_measures(model, tokenizer, prompts: list[ioi.IOIPrompt],
+                 logits: torch.Tensor | None = None) -> tuple[float, float]:
+    """(accuracy of logit IO > logit S, mean logit IO - logit S) at the final position;
+    ``logits`` as in :func:`io_top_name_share`."""
+    if logits is None:
+        logits = _last_logits(model, tokenizer, [p.text for p in prompts])
     io = torch.tensor([_first_token(tokenizer, p.answer) for p in prompts])
     s = torch.tensor([_first_token(tokenizer, p.distractor) for p in prompts])
     rows = torch.arange(len(prompts))
@@ -322,15 +327,19 @@ def evaluate(model, tokenizer, quick: bool = False, split: str = "test", circuit
     prev = previous_token_scores(model, tokenizer, n=min(n, 200), seed=seed)
     rep.figures["prev_token_score"], rep.heads["prev_token_head"] = _best(prev[:below])
     rep.figures = {"prev_token_score": rep.figures.pop("prev_token_score"), **rep.figures}   # card order
-    acc, diff = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, split=split))
+    # One forward pass per prompt set: accuracy and the top name read the same logits.
+    ioi_prompts = held_out_ioi_prompts(tokenizer, n, seed, split=split)
+    unseen_prompts = held_out_ioi_prompts(tokenizer, n, seed, True, split)
+    ioi_logits, unseen_logits = (_last_logits(model, tokenizer, [p.text for p in ps])
+                                 for ps in (ioi_prompts, unseen_prompts))
+    acc, diff = ioi_measures(model, tokenizer, ioi_prompts, ioi_logits)
     rep.figures["ioi_accuracy"], rep.figures["ioi_logit_diff"] = acc, diff
-    acc_u, diff_u = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, True, split))
+    acc_u, diff_u = ioi_measures(model, tokenizer, unseen_prompts, unseen_logits)
     rep.figures["ioi_accuracy_unseen_names"], rep.figures["ioi_logit_diff_unseen_names"] = acc_u, diff_u
     if split == "test":
-        rep.figures["ioi_io_top_name"] = io_top_name_share(
-            model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, split=split))
-        rep.figures["ioi_io_top_name_unseen_names"] = io_top_name_share(
-            model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, True, split))
+        rep.figures["ioi_io_top_name"] = io_top_name_share(model, tokenizer, ioi_prompts, ioi_logits)
+        rep.figures["ioi_io_top_name_unseen_names"] = io_top_name_share(model, tokenizer, unseen_prompts,
+                                                                        unseen_logits)
         acc_h, diff_h = ioi_measures(model, tokenizer, handwritten_ioi_prompts(tokenizer))
         rep.figures["ioi_accuracy_handwritten"], rep.figures["ioi_logit_diff_handwritten"] = acc_h, diff_h
         acc_t, diff_t = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, split="train"))
@@ -363,8 +372,9 @@ def main(argv=None) -> int:
     model, tokenizer = load_hf_model(args.path)
     if args.by_name_group:
         for group, prompts in name_group_prompts(tokenizer, args.by_name_group).items():
-            acc, diff = ioi_measures(model, tokenizer, prompts)
-            top = io_top_name_share(model, tokenizer, prompts)
+            logits = _last_logits(model, tokenizer, [p.text for p in prompts])
+            acc, diff = ioi_measures(model, tokenizer, prompts, logits)
+            top = io_top_name_share(model, tokenizer, prompts, logits)
             print(f"{args.by_name_group} families, {group:14s} accuracy {acc:.3f}  logit difference {diff:6.2f}"
                   f"  IO the top name {top:.3f}")
         return 0
