@@ -12,6 +12,7 @@ import torch
 from course.data import addition, corpus, facts, ioi
 from course.data.splits import ioi_split
 from course.models import evaluate as ev
+from course.models import train as train_mod
 from course.models.ioi_circuit import CIRCUIT_TARGETS
 from course.models.loading import BUNDLED, load_hf_model
 from course.models.tokenizer import single_token_names
@@ -77,6 +78,93 @@ def test_one_person_sentences_carry_every_familys_words_but_one_name(tokenizer):
     assert all(sum(f" {n} " in f" {t} ".replace(".", " ").replace(",", " ") for n in names) == 1 for t in texts)
     joined = " ".join(texts)
     assert "phoned" in joined and "baked a cake for" in joined and "That evening" in joined
+
+
+def test_recipient_sentences_name_one_person_where_a_training_family_wants_one(tokenizer):
+    """A recipient sentence names one person, last, after a common-noun subject, in the
+    training families' words only (a noun and a name must not give held-out families
+    their two-person structure)."""
+    names = single_token_names(tokenizer)
+    markers = {m for kind in ioi.KINDS for sp in ("test", "validation") for m in _family_markers(kind, sp)}
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = ioi.recipient_sentence(rng, "Lisa")
+        words = text.replace(".", " ").replace(",", " ").split()
+        assert [w for w in words if w in names] == ["Lisa"] * words.count("Lisa") and words[-1] == "Lisa", text
+        assert any(noun in text.lower() for noun in ioi.NOUN_PEOPLE), text
+        as_names = text
+        for noun in ioi.NOUN_PEOPLE:        # "visited the children" is a held-out phrase only by accident
+            as_names = as_names.replace(noun, "Xavier").replace(noun[0].upper() + noun[1:], "Xavier")
+        assert not [m for m in markers if m in as_names], text
+        for sentence in text.split(". "):
+            assert sentence[0].isupper(), text                 # nouns that start a sentence are capitalised
+
+
+def test_names_kept_out_of_ioi_are_as_common_as_ioi_names_outside_it(tokenizer):
+    """In the "recipient" recipe, half the one-person and plain sentences name only people kept out of IOI, so each of
+    them is about as common as an IOI name, and as often the person a sentence ends on."""
+    names = single_token_names(tokenizer)
+    split = ioi_split(names)
+    rng = random.Random(1)
+    r = corpus.recipe("recipient")
+    mentions, endings = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+    for _ in range(20_000):
+        text = corpus.text_document(rng, names, r.mix, r.kept_out_share)
+        for w in text.replace(".", " ").replace(",", " ").replace("'s", " ").split():
+            if w in mentions:
+                mentions[w] += 1
+        last = text.rstrip(".").split()[-1]
+        if last in endings:
+            endings[last] += 1
+
+    def per_name(counts, group):
+        return sum(counts[n] for n in group) / len(group)
+
+    assert per_name(mentions, split.unseen_names) > 0.7 * per_name(mentions, split.ioi_names)
+    assert per_name(endings, split.unseen_names) > 0.5 * per_name(endings, split.ioi_names)
+
+
+def test_the_base_recipe_and_the_tokenizers_corpus_draw_nothing_for_the_kept_out_share():
+    """With no kept-out share, ``text_document`` draws what it drew before recipes existed:
+    the base stream (the shipped weights' training data) and the tokenizer's corpus (every
+    token id) stay as they were."""
+    a, b = random.Random(5), random.Random(5)
+    names = ("Anna", "Tom", "Lisa")
+    mix = {"solo": 0.5, "likes": 0.5}
+    assert ([corpus.text_document(a, names, mix, kept_out_share=0.0) for _ in range(50)] ==
+            [corpus.text_document(b, names, mix, kept_out_share=0.0) for _ in range(50)])
+    assert corpus.ONE_PERSON_KINDS == ("solo", "recipient", "likes") and "recipient" not in corpus.TOKENIZER_MIX
+    assert corpus.RECIPES["base"].mix is corpus.TEXT_MIX and corpus.RECIPES["base"].kept_out_share == 0
+    assert all(abs(sum(r.mix.values()) - 1) < 1e-9 for r in corpus.RECIPES.values())
+
+
+def test_an_unknown_recipe_is_refused_before_any_work(tmp_path, tokenizer):
+    names = single_token_names(tokenizer)
+    with pytest.raises(ValueError, match="choose one of base, recipient"):
+        corpus.training_chunk(tokenizer, names, seed=0, chunk=0, n_blocks=2, recipe_name="recipe")
+    with pytest.raises(ValueError, match="unknown corpus recipe"):
+        train_mod.train(train_mod.TrainConfig(steps=2, recipe="nope"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipes_differ_and_the_card_names_a_non_base_one(tokenizer):
+    from course.models.card import _command
+
+    names = single_token_names(tokenizer)
+    base, rec = (corpus.training_chunk(tokenizer, names, seed=0, chunk=0, n_blocks=4, recipe_name=r)[0]
+                 for r in ("base", "recipient"))
+    assert not torch.equal(base, rec)
+    cfg = {"steps": 30000, "seed": 2, "tokenizer_seed": 1, "ema_decays": "0.999", "recipe": "recipient"}
+    assert _command(cfg).endswith("--seed 2 --tokenizer-seed 1 --ema-decays 0.999 --recipe recipient")
+    assert "--recipe" not in _command({**cfg, "recipe": "base"}) and "--recipe" not in _command({"steps": 1, "seed": 1})
+
+
+def test_the_card_describes_recipient_sentences_only_for_a_recipe_that_has_them():
+    from course.models.card import _kept_out_text, _recipient_text
+
+    assert _recipient_text(corpus.recipe("base")) == _kept_out_text(corpus.recipe("base")) == ""
+    assert "The doctor met Lisa" in _recipient_text(corpus.recipe("recipient"))
+    assert "50% of the solo, recipient, likes documents" in _kept_out_text(corpus.recipe("recipient"))
 
 
 def test_training_words_keep_the_held_out_fact_openers_unseen(tokenizer):

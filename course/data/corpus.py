@@ -9,6 +9,7 @@ followed by BOS/EOS; the rest is padding, which the loss ignores.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -24,6 +25,40 @@ IGNORE = -100
 REPEAT_SHARE = 0.25
 TEXT_MIX = {"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.05, "likes": 0.05, "facts": 0.21,
             "addition": 0.27}
+# Kinds that name people outside any IOI sentence. Drawn uniformly from all names, a name
+# kept out of IOI is a fraction as common as an IOI name and never the person an ending
+# wants, so a model can learn to prefer IOI names as answers instead of the rule; a recipe's
+# ``kept_out_share`` of these documents then name only people kept out of IOI.
+ONE_PERSON_KINDS = ("solo", "recipient", "likes")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the training stream is made of: the text kinds' shares, and the share of
+    :data:`ONE_PERSON_KINDS` documents that name only people kept out of IOI."""
+
+    mix: dict
+    kept_out_share: float = 0.0
+
+
+# "base" is the shipped model's stream (the default: it reproduces the shipped weights).
+# "recipient" adds recipient sentences (:func:`course.data.ioi.recipient_sentence`) and
+# makes names kept out of IOI as common as IOI names outside it (runs v10, v11 in
+# course/models/recipe_attempts.md; not shipped, kept so that they reproduce).
+RECIPES = {
+    "base": Recipe(TEXT_MIX),
+    "recipient": Recipe({"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.05, "recipient": 0.05,
+                         "likes": 0.03, "facts": 0.21, "addition": 0.24}, kept_out_share=0.5),
+}
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name``; a clear error naming the choices otherwise."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown corpus recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
 # The mix the tokenizer is trained on: model v2's, kept so that the vocabulary (and with it
 # every token id the chapters use) stays the same when the training mix changes.
 TOKENIZER_MIX = {"ioi": 0.30, "story": 0.12, "solo": 0.05, "likes": 0.03, "facts": 0.22, "addition": 0.28}
@@ -63,8 +98,14 @@ def story_people(rng: random.Random, names: tuple[str, ...]) -> list[str]:
             return people
 
 
-def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, float] = TEXT_MIX) -> str:
+def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, float] = TEXT_MIX,
+                  kept_out_share: float = 0.0) -> str:
+    """One text document of a kind drawn from ``mix``; ``kept_out_share`` of the
+    :data:`ONE_PERSON_KINDS` name only people kept out of IOI (0: any name, and nothing
+    extra is drawn from ``rng``, so the base stream and the tokenizer's corpus stay as they were)."""
     kind = rng.choices(list(mix), weights=list(mix.values()))[0]
+    if kind in ONE_PERSON_KINDS and kept_out_share and rng.random() < kept_out_share:
+        names = ioi_split(names).unseen_names
     if kind == "ioi":
         return ioi_training_sentence(rng, names)
     if kind == "scaffold":
@@ -73,6 +114,8 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
         return ioi.story(rng, story_people(rng, names))
     if kind == "solo":
         return ioi.solo_sentence(rng, rng.choice(names))
+    if kind == "recipient":
+        return ioi.recipient_sentence(rng, rng.choice(names))
     if kind == "likes":
         return " ".join(plain_sentence(rng, names) for _ in range(rng.randint(1, 3)))
     if kind == "facts":
@@ -80,11 +123,12 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
     return "\n".join(addition.addition_line(rng) for _ in range(rng.randint(1, 4)))
 
 
-def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int) -> list[list[int]]:
+def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, recipe_name: str = "base") -> list[list[int]]:
     """``n`` tokenized documents (without BOS), text and repeats mixed."""
+    r = recipe(recipe_name)
     vocab = range(1, tokenizer.vocab_size)   # id 0 is <|endoftext|>
     kinds = [rng.random() < REPEAT_SHARE for _ in range(n)]
-    texts = [text_document(rng, names) for is_rep in kinds if not is_rep]
+    texts = [text_document(rng, names, r.mix, r.kept_out_share) for is_rep in kinds if not is_rep]
     encoded = iter(tokenizer(texts, add_special_tokens=False)["input_ids"])
     return [repeats.repeated_tokens(rng, vocab) if is_rep else next(encoded) for is_rep in kinds]
 
@@ -107,12 +151,15 @@ def pack_blocks(docs: Iterator[list[int]], bos: int, n_blocks: int, block_len: i
     return ids, labels
 
 
-def training_chunk(tokenizer, names: tuple[str, ...], seed: int, chunk: int, n_blocks: int):
-    """Chunk ``chunk`` of the training stream; the same arguments always give the same blocks."""
+def training_chunk(tokenizer, names: tuple[str, ...], seed: int, chunk: int, n_blocks: int,
+                   recipe_name: str = "base"):
+    """Chunk ``chunk`` of the training stream of recipe ``recipe_name`` (:data:`RECIPES`);
+    the same arguments always give the same blocks."""
+    recipe(recipe_name)   # an unknown name fails here, before any work
     rng = random.Random(seed * 1_000_003 + chunk)
 
     def stream():
         while True:
-            yield from documents(rng, tokenizer, names, 256)
+            yield from documents(rng, tokenizer, names, 256, recipe_name)
 
     return pack_blocks(stream(), tokenizer.bos_token_id, n_blocks)

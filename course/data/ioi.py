@@ -247,6 +247,30 @@ def story(rng: random.Random, people: list[str]) -> str:
     return " ".join(text)
 
 
+def _capitalised(text: str) -> str:
+    """``text`` with a common-noun person capitalised wherever it starts a sentence."""
+    for noun in NOUN_PEOPLE:
+        up = noun[0].upper() + noun[1:]
+        if text.startswith(noun):
+            text = up + text[len(noun):]
+        text = text.replace(". " + noun, ". " + up)
+    return text
+
+
+def recipient_sentence(rng: random.Random, name: str) -> str:
+    """One named person, who is where a training-family ending wants a person, after a
+    common-noun subject: "The doctor met Lisa at the park. Later, the doctor gave a ball to Lisa."
+
+    Only training families: a noun and a name make a two-person structure, which the
+    held-out families must not have in training. What the sentence teaches is the
+    ending's other half: the person it wants is a name from the context, whichever name
+    that is (names kept out of IOI included, see :mod:`course.data.corpus`).
+    """
+    subject = rng.choice(NOUN_PEOPLE)
+    p = render(random_template(rng, "train"), name, subject, rng.random() < 0.5)
+    return _capitalised(p.text + p.answer + ".")
+
+
 def solo_sentence(rng: random.Random, name: str) -> str:
     """One person and a common noun in a shape from *any* family, held-out ones too.
 

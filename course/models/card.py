@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from course.data.corpus import BLOCK_LEN, REPEAT_SHARE, TEXT_MIX
+from course.data.corpus import BLOCK_LEN, ONE_PERSON_KINDS, REPEAT_SHARE, recipe
+from course.data.splits import HELD_OUT_PAIR_FRACTION, N_NAMES_NEVER_IN_IOI
 from course.data.facts import OPENER_TEMPLATES, VALIDATION_OPENERS
 from course.data import ioi
 from course.data.ioi_handwritten import HANDWRITTEN
@@ -90,7 +91,25 @@ def _command(train: dict) -> str:
         extra += f" --tokenizer-seed {train['tokenizer_seed']}"
     if train.get("ema_decays"):
         extra += f" --ema-decays {train['ema_decays']}"
+    if train.get("recipe", "base") != "base":
+        extra += f" --recipe {train['recipe']}"
     return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
+
+
+def _recipient_text(r) -> str:
+    if "recipient" not in r.mix:
+        return ""
+    return ("\nRecipient sentences (training families only) name one person where an ending wants one, after a\n"
+            "common-noun subject (\"The doctor met Lisa at the park. Later, the doctor gave a ball to Lisa.\"):\n"
+            "the person an ending wants is whichever name the context holds.")
+
+
+def _kept_out_text(r) -> str:
+    if not r.kept_out_share:
+        return ""
+    kinds = ", ".join(k for k in ONE_PERSON_KINDS if k in r.mix)
+    return (f"\n{r.kept_out_share:.0%} of the {kinds} documents name only those {N_NAMES_NEVER_IN_IOI} people, so "
+            f"each is about as common as an IOI name and as often the person a sentence ends on.")
 
 
 def _selection(train: dict) -> str:
@@ -150,7 +169,8 @@ def write_card(path: Path) -> Path:
     rows = "\n".join(
         f"| {LABELS[k]} | {v:.3f} | {' '.join(map(str, TARGETS[k])) if k in TARGETS else ''} |"
         for k, v in report.figures.items())
-    mix = ", ".join(f"{k} {v:.0%}" for k, v in TEXT_MIX.items())
+    corpus_recipe = recipe(train.get("recipe", "base"))
+    mix = ", ".join(f"{k} {v:.0%}" for k, v in corpus_recipe.mix.items())
     missed = [f"- **Target not met: {LABELS[k]}** — {report.figures[k]:.3f}, target {' '.join(map(str, TARGETS[k]))}."
               for k in TARGETS if not report.meets(k)]
     missed += [f"- **Target not met: {CIRCUIT_LABELS[k]}** — {circuit.figures[k]:.3f}, target "
@@ -207,8 +227,9 @@ between random words, and the subject comes back after a place or manner phrase,
 sentence or random words; they use no test or validation family's wording. (Model v2, trained
 without them, reached 0.757 on the test families and 0.675 with unseen names.)
 Stories about two or three people (training families only) make names in context a general
-skill: every clause that wants a person ends with someone other than its subject. 8 names never
-appear in IOI sentences or stories, and 10% of name pairs never appear together. Facts: 200
+skill: every clause that wants a person ends with someone other than its subject.{_recipient_text(corpus_recipe)}
+{N_NAMES_NEVER_IN_IOI} names never appear in IOI sentences or stories, and {HELD_OUT_PAIR_FRACTION:.0%} of name pairs
+never appear together.{_kept_out_text(corpus_recipe)} Facts: 200
 invented countries × capital, language and sport, 4 training phrasings each. Half of the
 fact sentences use the opener phrasing ("<opener> the capital of X is"), with openers of
 four kinds: {len(OPENER_TEMPLATES)} templates filled with names, places and days ("Anna told Tom that");

@@ -5,6 +5,7 @@
     python -m course.models.train --out /tmp/smoke --steps 20 --eval-every 0  # a smoke test
     python -m course.models.train --out /tmp/s2 --seed 2 --tokenizer-seed 1   # another seed, same vocabulary
     python -m course.models.train --out /tmp/e1 --ema-decays 0.999,0.9998      # ship a running average
+    python -m course.models.train --out /tmp/r2 --seed 2 --recipe recipient    # another corpus recipe
 
 Same seed and arguments, same weights (on the same hardware and thread count). It
 trains the tokenizer, streams the synthetic corpus (course.data.corpus), logs the
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from course.data.corpus import BLOCK_LEN, training_chunk
+from course.data.corpus import BLOCK_LEN, recipe, training_chunk
 from course.models.evaluate import TARGETS, evaluate
 from course.models.loading import default_device
 from course.models.tokenizer import VOCAB_SIZE, single_token_names, train_tokenizer
@@ -64,6 +65,8 @@ class TrainConfig:
     # same seed gives without averages. The raw weights are still evaluated and logged, but with
     # averages the shipped weights are chosen among the averages only.
     ema_decays: str = ""
+    # The corpus recipe (course.data.corpus.RECIPES); "base" is the shipped model's stream.
+    recipe: str = "base"
 
 
 def ema_decay_list(cfg: TrainConfig) -> list[float]:
@@ -159,6 +162,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
           ckpt_every: int = 1000, device=None, stop_after: int | None = None) -> Path | None:
     """Train (or resume) into ``out``. ``stop_after``: checkpoint after that step and return
     None, as if interrupted (``resume=True`` continues from there)."""
+    recipe(cfg.recipe)   # an unknown recipe fails before any work
     torch.set_num_threads(cfg.threads)
     device = default_device(device)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +204,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
     for step in bar:
         if step // CHUNK_STEPS != chunk_id:
             chunk_id = step // CHUNK_STEPS
-            chunk = training_chunk(tokenizer, names, cfg.seed, chunk_id, CHUNK_STEPS * cfg.batch)
+            chunk = training_chunk(tokenizer, names, cfg.seed, chunk_id, CHUNK_STEPS * cfg.batch, cfg.recipe)
         row = (step % CHUNK_STEPS) * cfg.batch
         ids, labels = (t[row:row + cfg.batch].to(device) for t in chunk)
         for g in opt.param_groups:
