@@ -123,9 +123,8 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
     return "\n".join(addition.addition_line(rng) for _ in range(rng.randint(1, 4)))
 
 
-def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, recipe_name: str = "base") -> list[list[int]]:
-    """``n`` tokenized documents (without BOS), text and repeats mixed."""
-    r = recipe(recipe_name)
+def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, r: Recipe = RECIPES["base"]) -> list[list[int]]:
+    """``n`` tokenized documents (without BOS) of recipe ``r``, text and repeats mixed."""
     vocab = range(1, tokenizer.vocab_size)   # id 0 is <|endoftext|>
     kinds = [rng.random() < REPEAT_SHARE for _ in range(n)]
     texts = [text_document(rng, names, r.mix, r.kept_out_share) for is_rep in kinds if not is_rep]
@@ -155,11 +154,11 @@ def training_chunk(tokenizer, names: tuple[str, ...], seed: int, chunk: int, n_b
                    recipe_name: str = "base"):
     """Chunk ``chunk`` of the training stream of recipe ``recipe_name`` (:data:`RECIPES`);
     the same arguments always give the same blocks."""
-    recipe(recipe_name)   # an unknown name fails here, before any work
+    r = recipe(recipe_name)
     rng = random.Random(seed * 1_000_003 + chunk)
 
     def stream():
         while True:
-            yield from documents(rng, tokenizer, names, 256, recipe_name)
+            yield from documents(rng, tokenizer, names, 256, r)
 
     return pack_blocks(stream(), tokenizer.bos_token_id, n_blocks)

@@ -282,9 +282,7 @@ def solo_sentence(rng: random.Random, name: str) -> str:
     intro = rng.choice([v for vs in INTROS.values() for v in vs])
     # The second person of the intro becomes a noun; capitalised where it starts a sentence.
     intro = intro.replace("{B}'s", "the " + rng.choice(["doctor", "teacher", "baker"]) + "'s")
-    intro = intro.format(A=name, B=other, **fill).replace(". " + other, ". " + other[0].upper() + other[1:])
-    if intro.startswith(other):
-        intro = other[0].upper() + intro[1:]
+    intro = _capitalised(intro.format(A=name, B=other, **fill))
     rem = rng.choice([r for rs in REMENTIONS.values() for r in rs if "{filler}" not in r])
     if intro.endswith(","):
         rem = "{S}"   # a subordinate clause takes its subject at once

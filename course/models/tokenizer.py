@@ -25,7 +25,7 @@ def _training_texts(n_docs: int, seed: int):
     rng = random.Random(seed)
     names = tuple(FIRST_NAMES)
     for _ in range(n_docs):
-        yield text_document(rng, names, TOKENIZER_MIX, kept_out_share=0.0)
+        yield text_document(rng, names, TOKENIZER_MIX)
         # Extra plain sentences give every name (IOI-held-out ones too) a strong count.
         yield plain_sentence(rng, names)
 
