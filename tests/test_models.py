@@ -80,17 +80,24 @@ def test_one_person_sentences_carry_every_familys_words_but_one_name(tokenizer):
     assert "phoned" in joined and "baked a cake for" in joined and "That evening" in joined
 
 
-def test_recipient_sentences_name_one_person_where_a_training_family_wants_one(tokenizer):
-    """A recipient sentence names one person, last, after a common-noun subject, in the
-    training families' words only (a noun and a name must not give held-out families
-    their two-person structure)."""
+@pytest.mark.parametrize("make", [ioi.recipient_sentence, ioi.subject_sentence])
+def test_one_name_sentences_put_their_person_in_one_role_in_training_families_only(tokenizer, make):
+    """A recipient sentence names one person, last, after a common-noun subject; a subject
+    sentence names one person as the repeated subject and ends on the intro's common noun.
+    Both use the training families' words only (a noun and a name must not give held-out
+    families their two-person structure)."""
     names = single_token_names(tokenizer)
     markers = {m for kind in ioi.KINDS for sp in ("test", "validation") for m in _family_markers(kind, sp)}
     rng = random.Random(0)
     for _ in range(2000):
-        text = ioi.recipient_sentence(rng, "Lisa")
+        text = make(rng, "Lisa")
         words = text.replace(".", " ").replace(",", " ").split()
-        assert [w for w in words if w in names] == ["Lisa"] * words.count("Lisa") and words[-1] == "Lisa", text
+        assert [w for w in words if w in names] == ["Lisa"] * words.count("Lisa"), text
+        if make is ioi.recipient_sentence:
+            assert words[-1] == "Lisa", text
+        else:
+            ending = next(n for n in ioi.NOUN_PEOPLE if text.endswith(f" {n}."))
+            assert words.count("Lisa") == 2 and text.lower().count(ending) >= 2, text    # the wanted noun is the intro's
         assert any(noun in text.lower() for noun in ioi.NOUN_PEOPLE), text
         as_names = text
         for noun in ioi.NOUN_PEOPLE:        # "visited the children" is a held-out phrase only by accident
@@ -100,13 +107,14 @@ def test_recipient_sentences_name_one_person_where_a_training_family_wants_one(t
             assert sentence[0].isupper(), text                 # nouns that start a sentence are capitalised
 
 
-def test_names_kept_out_of_ioi_are_as_common_as_ioi_names_outside_it(tokenizer):
-    """In the "recipient" recipe, half the one-person and plain sentences name only people kept out of IOI, so each of
+@pytest.mark.parametrize("recipe_name", ["recipient", "roles"])
+def test_names_kept_out_of_ioi_are_as_common_as_ioi_names_outside_it(tokenizer, recipe_name):
+    """In the "recipient" and "roles" recipes, half the one-person and plain sentences name only people kept out of IOI, so each of
     them is about as common as an IOI name, and as often the person a sentence ends on."""
     names = single_token_names(tokenizer)
     split = ioi_split(names)
     rng = random.Random(1)
-    r = corpus.recipe("recipient")
+    r = corpus.recipe(recipe_name)
     mentions, endings = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     for _ in range(20_000):
         text = corpus.text_document(rng, names, r.mix, r.kept_out_share)
@@ -133,17 +141,20 @@ def test_the_base_recipe_and_the_tokenizers_corpus_draw_nothing_for_the_kept_out
     mix = {"solo": 0.5, "likes": 0.5}
     assert ([corpus.text_document(a, names, mix, kept_out_share=0.0) for _ in range(50)] ==
             [corpus.text_document(b, names, mix, kept_out_share=0.0) for _ in range(50)])
-    assert corpus.ONE_PERSON_KINDS == ("solo", "recipient", "likes") and "recipient" not in corpus.TOKENIZER_MIX
+    assert corpus.ONE_PERSON_KINDS == ("solo", "recipient", "subject", "likes")
+    assert not {"recipient", "subject"} & set(corpus.TOKENIZER_MIX)
     assert corpus.RECIPES["base"].mix is corpus.TEXT_MIX and corpus.RECIPES["base"].kept_out_share == 0
     assert all(abs(sum(r.mix.values()) - 1) < 1e-9 for r in corpus.RECIPES.values())
 
 
-def test_an_unknown_recipe_is_refused_before_any_work(tmp_path, tokenizer):
+def test_an_unknown_recipe_or_selection_is_refused_before_any_work(tmp_path, tokenizer):
     names = single_token_names(tokenizer)
-    with pytest.raises(ValueError, match="choose one of base, recipient"):
+    with pytest.raises(ValueError, match="choose one of base, recipient, roles"):
         corpus.training_chunk(tokenizer, names, seed=0, chunk=0, n_blocks=2, recipe_name="recipe")
     with pytest.raises(ValueError, match="unknown corpus recipe"):
         train_mod.train(train_mod.TrainConfig(steps=2, recipe="nope"), tmp_path / "run")
+    with pytest.raises(ValueError, match="choose one of floors, name-groups"):
+        train_mod.train(train_mod.TrainConfig(steps=2, select_by="best"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -156,6 +167,8 @@ def test_recipes_differ_and_the_card_names_a_non_base_one(tokenizer):
     assert not torch.equal(base, rec)
     cfg = {"steps": 30000, "seed": 2, "tokenizer_seed": 1, "ema_decays": "0.999", "recipe": "recipient"}
     assert _command(cfg).endswith("--seed 2 --tokenizer-seed 1 --ema-decays 0.999 --recipe recipient")
+    assert _command({**cfg, "select_by": "name-groups"}).endswith("--recipe recipient --select-by name-groups")
+    assert "--select-by" not in _command({**cfg, "select_by": "floors"})
     assert "--recipe" not in _command({**cfg, "recipe": "base"}) and "--recipe" not in _command({"steps": 1, "seed": 1})
 
 
@@ -165,6 +178,9 @@ def test_the_card_describes_recipient_sentences_only_for_a_recipe_that_has_them(
     assert _recipient_text(corpus.recipe("base")) == _kept_out_text(corpus.recipe("base")) == ""
     assert "The doctor met Lisa" in _recipient_text(corpus.recipe("recipient"))
     assert "50% of the solo, recipient, likes documents" in _kept_out_text(corpus.recipe("recipient"))
+    assert "Subject sentences" not in _recipient_text(corpus.recipe("recipient"))
+    assert "Lisa met the doctor" in _recipient_text(corpus.recipe("roles"))
+    assert "50% of the solo, recipient, subject, likes documents" in _kept_out_text(corpus.recipe("roles"))
 
 
 def test_training_words_keep_the_held_out_fact_openers_unseen(tokenizer):
@@ -301,6 +317,36 @@ def test_training_ships_the_best_eligible_checkpoint(tmp_path, monkeypatch):
     at6 = torch.load(tmp_path / "to6" / "checkpoint.pt")["model"]
     shipped = load_file(tmp_path / "run" / "model.safetensors")
     assert all(torch.equal(shipped[k], at6[k]) for k in shipped)
+
+
+def test_selection_by_name_groups_sees_a_group_the_floors_do_not(tmp_path, monkeypatch):
+    """--select-by name-groups: IOI accuracy in every name group, on the validation families, joins the
+    minimum. Here every floor figure is 1.000 at steps 3, 6, 9, 12 (the default rule keeps the last
+    step), but with only S kept out of IOI step 6 is the strongest: it ships, and the log holds the groups."""
+    from dataclasses import replace
+
+    from course.models import train as tr
+
+    passing = {k: (v + 0.01 if op == ">=" else v - 0.01) for k, (op, v) in ev.TARGETS.items()}
+    passing.update(dict.fromkeys(("ioi_accuracy", "ioi_accuracy_unseen_names", "fact_accuracy", "addition_accuracy"), 1.0))
+    monkeypatch.setattr(tr, "evaluate", lambda *a, **k: ev.Report(figures=dict(passing)))
+    s_kept_out, asked = iter([0.9, 0.99, 0.6, 0.7]), []
+
+    def fake_groups(model, tokenizer, split, n, seed):
+        asked.append(split)
+        return {**{g: (1.0, 5.0) for g in ev.NAME_GROUPS}, "S kept out": (next(s_kept_out), 1.0)}
+
+    monkeypatch.setattr(tr, "ioi_by_name_group", fake_groups)
+    cfg = tr.TrainConfig(steps=12, batch=2, warmup=4, n_layer=1, d_model=32, n_head=2)
+    tr.train(cfg, tmp_path / "floors", eval_every=3, ckpt_every=0)
+    assert not asked and json.loads((tmp_path / "floors" / "training_config.json").read_text())["selected_step"] == 12
+    tr.train(replace(cfg, select_by="name-groups"), tmp_path / "groups", eval_every=3, ckpt_every=0)
+    recorded = json.loads((tmp_path / "groups" / "training_config.json").read_text())
+    assert recorded["selected_step"] == 6 and "every name group" in recorded["selected_by"]
+    assert set(asked) == {"validation"} and len(asked) == 4
+    log = [json.loads(l) for l in (tmp_path / "groups" / "training_log.jsonl").read_text().splitlines()]
+    assert [r["ioi_accuracy_S_kept_out"] for r in log if "ioi_accuracy" in r] == [0.9, 0.99, 0.6, 0.7]
+    assert tr.TrainConfig().select_by == "floors"            # the shipped command is unchanged
 
 
 def test_tokenizer_seed_defaults_to_the_model_seed_and_can_be_fixed(tmp_path, monkeypatch):

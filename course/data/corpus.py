@@ -29,7 +29,7 @@ TEXT_MIX = {"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.05, "likes":
 # kept out of IOI is a fraction as common as an IOI name and never the person an ending
 # wants, so a model can learn to prefer IOI names as answers instead of the rule; a recipe's
 # ``kept_out_share`` of these documents then name only people kept out of IOI.
-ONE_PERSON_KINDS = ("solo", "recipient", "likes")
+ONE_PERSON_KINDS = ("solo", "recipient", "subject", "likes")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ RECIPES = {
     "base": Recipe(TEXT_MIX),
     "recipient": Recipe({"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.05, "recipient": 0.05,
                          "likes": 0.03, "facts": 0.21, "addition": 0.24}, kept_out_share=0.5),
+    # "roles": the recipient recipe with subject sentences (:func:`course.data.ioi.subject_sentence`)
+    # beside the recipient ones, so every name, kept-out ones included, is trained both as the person
+    # an ending wants and as the repeated subject it must not name (runs v12 in recipe_attempts.md).
+    "roles": Recipe({"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.04, "recipient": 0.05, "subject": 0.05,
+                     "likes": 0.02, "facts": 0.20, "addition": 0.22}, kept_out_share=0.5),
 }
 
 
@@ -116,6 +121,8 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
         return ioi.solo_sentence(rng, rng.choice(names))
     if kind == "recipient":
         return ioi.recipient_sentence(rng, rng.choice(names))
+    if kind == "subject":
+        return ioi.subject_sentence(rng, rng.choice(names))
     if kind == "likes":
         return " ".join(plain_sentence(rng, names) for _ in range(rng.randint(1, 3)))
     if kind == "facts":

@@ -271,6 +271,20 @@ def recipient_sentence(rng: random.Random, name: str) -> str:
     return _capitalised(p.text + p.answer + ".")
 
 
+def subject_sentence(rng: random.Random, name: str) -> str:
+    """The mirror of :func:`recipient_sentence`: the named person is the repeated subject,
+    and the person the ending wants is the common noun of the intro: "Lisa met the doctor
+    at the park. Later, Lisa gave a ball to the doctor."
+
+    Training families only, for the same reason. Where recipient sentences teach a name as
+    the answer, these teach a name *not* to be the answer when it is the clause's subject,
+    the other half of the rule, for every name (those kept out of IOI included).
+    """
+    other = rng.choice(NOUN_PEOPLE)
+    p = render(random_template(rng, "train"), other, name, rng.random() < 0.5)
+    return _capitalised(p.text + " " + other + ".")
+
+
 def solo_sentence(rng: random.Random, name: str) -> str:
     """One person and a common noun in a shape from *any* family, held-out ones too.
 

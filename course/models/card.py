@@ -93,6 +93,8 @@ def _command(train: dict) -> str:
         extra += f" --ema-decays {train['ema_decays']}"
     if train.get("recipe", "base") != "base":
         extra += f" --recipe {train['recipe']}"
+    if train.get("select_by", "floors") != "floors":
+        extra += f" --select-by {train['select_by']}"
     return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
 
 
@@ -101,7 +103,14 @@ def _recipient_text(r) -> str:
         return ""
     return ("\nRecipient sentences (training families only) name one person where an ending wants one, after a\n"
             "common-noun subject (\"The doctor met Lisa at the park. Later, the doctor gave a ball to Lisa.\"):\n"
-            "the person an ending wants is whichever name the context holds.")
+            "the person an ending wants is whichever name the context holds." + _subject_text(r))
+
+
+def _subject_text(r) -> str:
+    if "subject" not in r.mix:
+        return ""
+    return ("\nSubject sentences mirror them: the named person is the repeated subject and the ending wants the\n"
+            "common noun (\"Lisa met the doctor at the park. Later, Lisa gave a ball to the doctor.\").")
 
 
 def _kept_out_text(r) -> str:
