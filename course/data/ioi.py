@@ -257,6 +257,15 @@ def _capitalised(text: str) -> str:
     return text
 
 
+def _noun_and_name(rng: random.Random, name: str, name_wanted: bool) -> str:
+    """A training-family sentence with one name and one common-noun person; the ending
+    wants the name (``name_wanted``) or the noun, and the other is the repeated subject."""
+    noun = rng.choice(NOUN_PEOPLE)
+    io, s = (name, noun) if name_wanted else (noun, name)
+    p = render(random_template(rng, "train"), io, s, rng.random() < 0.5)
+    return _capitalised(p.text + p.answer + ".")
+
+
 def recipient_sentence(rng: random.Random, name: str) -> str:
     """One named person, who is where a training-family ending wants a person, after a
     common-noun subject: "The doctor met Lisa at the park. Later, the doctor gave a ball to Lisa."
@@ -266,9 +275,7 @@ def recipient_sentence(rng: random.Random, name: str) -> str:
     ending's other half: the person it wants is a name from the context, whichever name
     that is (names kept out of IOI included, see :mod:`course.data.corpus`).
     """
-    subject = rng.choice(NOUN_PEOPLE)
-    p = render(random_template(rng, "train"), name, subject, rng.random() < 0.5)
-    return _capitalised(p.text + p.answer + ".")
+    return _noun_and_name(rng, name, name_wanted=True)
 
 
 def subject_sentence(rng: random.Random, name: str) -> str:
@@ -280,9 +287,7 @@ def subject_sentence(rng: random.Random, name: str) -> str:
     the answer, these teach a name *not* to be the answer when it is the clause's subject,
     the other half of the rule, for every name (those kept out of IOI included).
     """
-    other = rng.choice(NOUN_PEOPLE)
-    p = render(random_template(rng, "train"), other, name, rng.random() < 0.5)
-    return _capitalised(p.text + " " + other + ".")
+    return _noun_and_name(rng, name, name_wanted=False)
 
 
 def solo_sentence(rng: random.Random, name: str) -> str:
