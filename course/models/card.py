@@ -95,6 +95,8 @@ def _command(train: dict) -> str:
         extra += f" --recipe {train['recipe']}"
     if train.get("select_by", "floors") != "floors":
         extra += f" --select-by {train['select_by']}"
+    if train.get("name_stats", "free") != "free":
+        extra += f" --name-stats {train['name_stats']}"
     return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
 
 
@@ -132,6 +134,19 @@ def _selection(train: dict) -> str:
     rule = ("Evaluated every {e} steps on validation data only; the weights shipped are {w} of step {s}, "
             "chosen by {by} among the evaluations meeting every floor.")
     return rule.format(e=train.get("eval_every", "?"), w=what, s=train["selected_step"], by=train.get("selected_by", "?"))
+
+
+def _name_stats_text(train: dict) -> str:
+    if train.get("name_stats", "free") == "free":
+        return ""
+    return (f"\n\nThe {N_NAMES_NEVER_IN_IOI} names kept out of IOI share the IOI names' embedding statistics "
+            "(`--name-stats shared`, `course.models.name_statistics`): after every optimizer step their rows of the "
+            "tied token embedding are shifted and scaled as one block so that their mean, and their mean distance "
+            "from it, equal the IOI names'; the averaged weights get the same after each update. What tells one "
+            "kept-out name from another is learned from its own one-person and plain sentences only, and none of "
+            "them is ever in an IOI sentence or story. So \"names never in IOI\" below measures IOI on names whose "
+            "identities IOI training never saw, but whose place as a group in the embedding is tied to the IOI "
+            "names' rather than learned.")
 
 
 def _heads(heads) -> str:
@@ -256,7 +271,7 @@ AdamW (0.9, 0.98), peak lr {train['lr']}, {train['warmup']} warm-up steps, cosin
 {train['batch']}, {train['steps']} steps ({train['steps'] * train['batch'] * BLOCK_LEN / 1e6:.1f} M tokens
 including padding), seed {train['seed']}. Wall time {train['wall_seconds'] / 60:.0f} minutes on
 {train['device']} with {train['threads']} thread(s) ({train['tokens_per_second']} loss tokens/s), a 2-core
-x86-64 machine shared with other jobs. {_selection(train)}
+x86-64 machine shared with other jobs. {_selection(train)}{_name_stats_text(train)}
 
 ## Measured phenomena (held-out data)
 

@@ -7,6 +7,7 @@
     python -m course.models.train --out /tmp/e1 --ema-decays 0.999,0.9998      # ship a running average
     python -m course.models.train --out /tmp/r2 --seed 2 --recipe recipient    # another corpus recipe
     python -m course.models.train --out /tmp/g2 --select-by name-groups       # choose on every name group too
+    python -m course.models.train --out /tmp/n2 --name-stats shared          # kept-out names share IOI names' statistics
 
 Same seed and arguments, same weights (on the same hardware and thread count). It
 trains the tokenizer, streams the synthetic corpus (course.data.corpus), logs the
@@ -28,8 +29,10 @@ import torch
 from tqdm.auto import tqdm
 
 from course.data.corpus import BLOCK_LEN, recipe, training_chunk
+from course.data.splits import ioi_split
 from course.models.evaluate import NAME_GROUPS, TARGETS, evaluate, ioi_by_name_group
 from course.models.loading import default_device
+from course.models.name_statistics import check_name_stats, name_token_ids, share_statistics
 from course.models.tokenizer import VOCAB_SIZE, single_token_names, train_tokenizer
 
 CHUNK_STEPS = 100   # the data stream is generated 100 steps at a time, each chunk from its own seed
@@ -89,6 +92,9 @@ class TrainConfig:
     recipe: str = "base"
     # How the shipped checkpoint is chosen on validation data (SELECT_BY); "floors" is the shipped model's.
     select_by: str = "floors"
+    # "shared": the names kept out of IOI keep the IOI names' embedding mean and spread
+    # (course.models.name_statistics); "free" is the shipped model's.
+    name_stats: str = "free"
 
 
 def ema_decay_list(cfg: TrainConfig) -> list[float]:
@@ -150,6 +156,15 @@ class Selection:
         return None, steps, "raw"
 
 
+def name_stats_sharer(cfg: TrainConfig, tokenizer, names):
+    """A function of a model that applies ``cfg.name_stats`` to its (tied) token embeddings."""
+    if cfg.name_stats == "free":
+        return lambda model: None
+    split = ioi_split(names)
+    ioi_ids, kept_ids = name_token_ids(tokenizer, split.ioi_names), name_token_ids(tokenizer, split.unseen_names)
+    return lambda model: share_statistics(model.transformer.wte.weight, ioi_ids, kept_ids)
+
+
 def build_model(cfg: TrainConfig):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -186,12 +201,15 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
     None, as if interrupted (``resume=True`` continues from there)."""
     recipe(cfg.recipe)   # an unknown recipe or selection fails before any work
     check_select_by(cfg.select_by)
+    check_name_stats(cfg.name_stats)
     torch.set_num_threads(cfg.threads)
     device = default_device(device)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(seed=cfg.seed if cfg.tokenizer_seed < 0 else cfg.tokenizer_seed)
     names = single_token_names(tokenizer)
     model = build_model(cfg).to(device)
+    share_name_stats = name_stats_sharer(cfg, tokenizer, names)
+    share_name_stats(model)
     opt = optimizer_for(model, cfg)
     shadows = {d: copy.deepcopy(model).requires_grad_(False) for d in ema_decay_list(cfg)}
     ckpt, log_path = out / "checkpoint.pt", out / "training_log.jsonl"
@@ -238,7 +256,10 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
+        share_name_stats(model)
         update_averages(shadows, model)
+        for shadow in shadows.values():   # the average of shared rows keeps their mean, not their spread
+            share_name_stats(shadow)
         tokens += int((labels != -100).sum())
         if step % 100 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}")

@@ -1,0 +1,75 @@
+"""`train --name-stats shared`: the names kept out of IOI keep the IOI names' embedding mean and spread."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course.data.splits import ioi_split
+from course.models import train as tr
+from course.models.name_statistics import group_statistics, name_token_ids, share_statistics
+from course.models.tokenizer import single_token_names
+
+
+def test_share_statistics_moves_only_the_kept_out_rows_as_one_block():
+    torch.manual_seed(0)
+    weight = torch.randn(20, 6)
+    weight[10:14] = 3.0 + 0.2 * weight[10:14]         # a group off to one side, spread less
+    before = weight.clone()
+    reference, moved = [0, 2, 4, 6, 8], [10, 11, 12, 13]
+    share_statistics(weight, reference, moved)
+    for got, want in zip(group_statistics(weight, moved), group_statistics(weight, reference)):
+        assert torch.allclose(got, want, atol=1e-5)
+    untouched = [i for i in range(20) if i not in moved]
+    assert torch.equal(weight[untouched], before[untouched])
+    # each row keeps its direction from the group mean: one shift and one scale for the block
+    old = before[moved] - before[moved].mean(0)
+    new = weight[moved] - weight[moved].mean(0)
+    assert torch.allclose(new / new.norm(dim=-1, keepdim=True), old / old.norm(dim=-1, keepdim=True), atol=1e-5)
+
+
+def test_a_name_of_several_tokens_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="only one-token names"):
+        name_token_ids(tokenizer, ["Anna", "Bartholomew-Quentin"])
+
+
+def test_an_unknown_choice_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="choose one of free, shared"):
+        tr.train(tr.TrainConfig(steps=2, name_stats="tied"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def _gap(weight, tokenizer):
+    split = ioi_split(single_token_names(tokenizer))
+    ioi_ids, kept = name_token_ids(tokenizer, split.ioi_names), name_token_ids(tokenizer, split.unseen_names)
+    (m_ioi, s_ioi), (m_kept, s_kept) = group_statistics(weight, ioi_ids), group_statistics(weight, kept)
+    return float((m_ioi - m_kept).norm()), float(s_ioi - s_kept)
+
+
+def test_training_keeps_the_statistics_shared_in_the_raw_weights_and_the_average(tmp_path, monkeypatch):
+    real = tr.train_tokenizer
+    monkeypatch.setattr(tr, "train_tokenizer", lambda seed: real(n_docs=5000, seed=seed))
+    cfg = tr.TrainConfig(steps=8, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2, ema_decays="0.9",
+                         lr=1e-2, name_stats="shared")
+    tr.train(cfg, tmp_path / "shared", eval_every=0, ckpt_every=0, stop_after=6)
+    tokenizer = real(n_docs=5000, seed=0)
+    state = torch.load(tmp_path / "shared" / "checkpoint.pt")
+    for weights in (state["model"], state["ema"]["0.9"]):
+        mean_gap, spread_gap = _gap(weights["transformer.wte.weight"], tokenizer)
+        assert mean_gap < 1e-5 and abs(spread_gap) < 1e-5
+    tr.train(tr.TrainConfig(**{**cfg.__dict__, "name_stats": "free"}), tmp_path / "free",
+             eval_every=0, ckpt_every=0, stop_after=6)
+    free = torch.load(tmp_path / "free" / "checkpoint.pt")["model"]["transformer.wte.weight"]
+    assert _gap(free, tokenizer)[0] > 1e-3                  # without the option nothing ties them
+    assert tr.TrainConfig().name_stats == "free"            # the shipped command is unchanged
+
+
+def test_the_card_gives_the_command_and_says_what_is_shared():
+    from course.models.card import _command, _name_stats_text
+
+    cfg = {"steps": 30000, "seed": 4, "tokenizer_seed": 1, "recipe": "recipient", "name_stats": "shared"}
+    assert _command(cfg).endswith("--recipe recipient --name-stats shared")
+    assert "--name-stats" not in _command({**cfg, "name_stats": "free"})
+    assert "--name-stats" not in _command({"steps": 1, "seed": 1})
+    assert "mean distance" in _name_stats_text(cfg) and "ever in an IOI sentence or story" in _name_stats_text(cfg)
+    assert _name_stats_text({"seed": 1}) == _name_stats_text({**cfg, "name_stats": "free"}) == ""
