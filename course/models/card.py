@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from course.data.corpus import BLOCK_LEN, ONE_PERSON_KINDS, REPEAT_SHARE, recipe
@@ -21,6 +22,7 @@ from course.data.ioi_handwritten import HANDWRITTEN
 from course.models.evaluate import SPLIT_DATA, TARGETS, evaluate
 from course.models.ioi_circuit import (CIRCUIT_TARGETS, DUPLICATE_ATTENTION, MIN_SINGLE_EFFECT, NM_ATTENTION,
                                        S_INHIBITION_ATTENTION)
+from course.models.train import TrainConfig
 
 LABELS = {
     "prev_token_score": "previous-token head (below the induction head): mean attention to position i−1",
@@ -89,14 +91,10 @@ def _command(train: dict) -> str:
     extra = ""
     if train.get("tokenizer_seed", -1) not in (-1, train["seed"]):
         extra += f" --tokenizer-seed {train['tokenizer_seed']}"
-    if train.get("ema_decays"):
-        extra += f" --ema-decays {train['ema_decays']}"
-    if train.get("recipe", "base") != "base":
-        extra += f" --recipe {train['recipe']}"
-    if train.get("select_by", "floors") != "floors":
-        extra += f" --select-by {train['select_by']}"
-    if train.get("name_stats", "free") != "free":
-        extra += f" --name-stats {train['name_stats']}"
+    defaults = asdict(TrainConfig())
+    for field in ("ema_decays", "recipe", "select_by", "name_stats"):   # options whose default is the shipped model's
+        if train.get(field, defaults[field]) != defaults[field]:
+            extra += f" --{field.replace('_', '-')} {train[field]}"
     return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
 
 
@@ -137,7 +135,7 @@ def _selection(train: dict) -> str:
 
 
 def _name_stats_text(train: dict) -> str:
-    if train.get("name_stats", "free") == "free":
+    if train.get("name_stats", TrainConfig.name_stats) == TrainConfig.name_stats:
         return ""
     return (f"\n\nThe {N_NAMES_NEVER_IN_IOI} names kept out of IOI share the IOI names' embedding statistics "
             "(`--name-stats shared`, `course.models.name_statistics`): after every optimizer step their rows of the "
