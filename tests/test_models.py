@@ -47,7 +47,8 @@ def _family_markers(kind: str, split: str) -> set[str]:
     """Phrases that only that split's families of ``kind`` produce (their fixed words)."""
     import re
 
-    forms = [f if isinstance(f, str) else f[0] for fam in ioi.families(kind, split) for f in ioi.KINDS[kind][fam]]
+    parts = {**ioi.KINDS[kind], **ioi.FINAL_KINDS[kind]}
+    forms = [f if isinstance(f, str) else f[0] for fam in ioi.families(kind, split) for f in parts[fam]]
     others = [f if isinstance(f, str) else f[0] for k in ioi.KINDS for fam in ioi.families(k, "train")
               for f in ioi.KINDS[k][fam]] + ioi.FILLERS
     pieces = {p.strip(" ,.") for f in forms for p in re.split(r"\{[^}]*\}", f) if " " in p.strip(" ,.")}
@@ -69,6 +70,21 @@ def test_held_out_families_never_appear_with_two_people_in_training(tokenizer):
         present = [n for n in names if f" {n} " in f" {text} ".replace(",", " ").replace(".", " ").replace("'s", " ")]
         assert not set(present) & set(split.unseen_names)
         assert not any(frozenset((a, b)) in split.held_out_pairs for a in present for b in present if a != b)
+
+
+def test_final_families_are_in_no_training_text_and_apart_from_every_split(tokenizer):
+    """The final families (measured only for a model already chosen to ship) are in no split
+    and in no document of any recipe's training stream, one-person and free-form sentences included."""
+    for kind in ioi.KINDS:
+        final = set(ioi.families(kind, "final"))
+        assert final and not final & set(ioi.KINDS[kind])
+    markers = {m for kind in ioi.KINDS for m in _family_markers(kind, "final")}
+    assert {"was helped by", "Once again", "read a book to", "a story about the"} <= markers
+    names = single_token_names(tokenizer)
+    for recipe_name in corpus.RECIPES:
+        ids, _ = corpus.training_chunk(tokenizer, names, 1, 0, 300, recipe_name)
+        text = tokenizer.decode(ids.flatten().tolist())
+        assert "gave a" in text and not [m for m in markers if m in text], recipe_name
 
 
 def test_one_person_sentences_carry_every_familys_words_but_one_name(tokenizer):
@@ -214,7 +230,7 @@ def test_held_out_facts_and_sums_are_not_in_training():
     assert val and test and not val & test and val | test == set(held_pairs)
 
 
-@pytest.mark.parametrize("split", ["train", "validation", "test"])
+@pytest.mark.parametrize("split", ["train", "validation", "test", "final"])
 def test_ioi_answer_is_the_name_that_is_not_repeated(split):
     rng = random.Random(1)
     orders, fams = set(), set()
@@ -226,7 +242,8 @@ def test_ioi_answer_is_the_name_that_is_not_repeated(split):
         assert all(f in ioi.families(kind, split) or (kind == "remention" and f == "plain")
                    for kind, f in zip(("intro", "remention", "ending"), p.template.families))
     assert orders == {True, False}                           # both name orders occur
-    sentence_intros = [f for f in ioi.families("intro", split) if not all(v.endswith(",") for v in ioi.INTROS[f])]
+    intros = {**ioi.INTROS, **ioi.FINAL_KINDS["intro"]}
+    sentence_intros = [f for f in ioi.families("intro", split) if not all(v.endswith(",") for v in intros[f])]
     possible = len(sentence_intros) * len(ioi.families("remention", split)) * len(ioi.families("ending", split))
     assert len(fams) >= min(6, possible)                     # many shapes, not one
 
@@ -244,7 +261,8 @@ def test_handwritten_sentences_are_not_produced_by_the_grammar():
     from course.data.ioi_handwritten import HANDWRITTEN
 
     rng = random.Random(3)
-    generated = {ioi.ioi_prompt(rng, "{IO}", "{S}", sp).text for sp in ("train", "validation", "test") for _ in range(3000)}
+    generated = {ioi.ioi_prompt(rng, "{IO}", "{S}", sp).text for sp in ("train", "validation", "test", "final")
+                 for _ in range(3000)}
     assert not set(HANDWRITTEN) & generated
     assert all(h.count("{S}") >= 2 and h.count("{IO}") == 1 for h in HANDWRITTEN)
 
@@ -475,6 +493,17 @@ def test_model_card_records_the_measured_figures(report):
         assert f"L{l}H{h}" in card
 
 
+def test_model_card_records_the_final_families_measured_once_for_the_shipped_model(shipped):
+    model, tokenizer = shipped
+    final = ev.final_family_figures(model, tokenizer)
+    saved = json.loads((BUNDLED["course-gpt2"] / "evaluation.json").read_text())["final_families"]
+    card = (BUNDLED["course-gpt2"] / "MODEL_CARD.md").read_text()
+    for name, value in final.items():
+        assert saved[name] == pytest.approx(value, abs=1e-6), f"{name}: regenerate the card"
+        assert f"{value:.3f}" in card or f"{value:.2f}" in card
+    assert "Final families" in card and "passive" in card
+
+
 def test_shipped_weights_are_light():
     for name, path in BUNDLED.items():
         assert (path / "model.safetensors").stat().st_size < 20 * 2**20, name
@@ -566,6 +595,63 @@ def test_ship_copies_the_model_files_then_runs_each_rebuild_step(tmp_path, monke
     assert [c[0][:3] for c in calls] == [["py", "-m", "course.models.card"], ["py", "-m", "course.saes.train"],
                                           ["py", "-m", "course.attribution.train_transcoders"], ["py", "-m", "course.build"]]
     assert calls[0][0][3] == str(assets) and {c[1] for c in calls} == {"1"} and len(steps) == 5
+    (assets / "reproduction.json").write_text("{}")          # made for the weights just replaced
+    ship.ship(run, assets, python="py")
+    assert not (assets / "reproduction.json").exists()
+    (run / "reproduction.json").write_text("run's")
+    ship.ship(run, assets, python="py")
+    assert (assets / "reproduction.json").read_text() == "run's"
     dry = ship.ship(run, tmp_path / "untouched", dry_run=True, python="py")
     assert [s.replace(str(tmp_path / "untouched"), str(assets)) for s in dry] == steps
-    assert not (tmp_path / "untouched").exists() and len(calls) == 4      # a dry run runs nothing
+    assert not (tmp_path / "untouched").exists() and len(calls) == 12     # a dry run runs nothing
+
+
+# -- reproduction ---------------------------------------------------------------------------------
+
+def test_reproduce_retrains_a_run_bit_for_bit_and_the_card_quotes_it(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from course.models import reproduce
+    from course.models.card import _reproduction_text
+
+    run = tmp_path / "run"
+    train_mod.train(train_mod.TrainConfig(steps=6, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2, seed=3),
+                    run, eval_every=0, ckpt_every=0)
+    assert "not yet checked" in _reproduction_text(run)
+    assert reproduce.main([str(run), "--work", str(tmp_path / "rerun"), "--record"]) == 0
+    out = capsys.readouterr().out
+    assert "model.safetensors: identical" in out and "reproduced bit for bit" in out
+    record = reproduce.current_record(run)
+    assert record["identical"] and record["config"]["seed"] == 3 and record["eval_every"] == 0
+    assert record["sha256"]["model.safetensors"]["model"] == reproduce.sha256(run / "model.safetensors")
+    assert "got the same bytes" in _reproduction_text(run)
+    # weights that are not what the command gives: the record no longer speaks for them, and a rerun says so
+    weights = load_file(run / "model.safetensors")
+    weights["transformer.wte.weight"][5, 0] += 1e-3
+    save_file(weights, run / "model.safetensors", metadata={"format": "pt"})
+    assert reproduce.current_record(run) is None and "not yet checked" in _reproduction_text(run)
+    assert reproduce.main([str(run), "--work", str(tmp_path / "rerun"), "--record"]) == 1
+    out = capsys.readouterr().out
+    assert "model.safetensors: DIFFERENT" in out and "tokenizer.json: identical" in out and "NOT reproduced" in out
+    assert "**Reproduction failed**" in _reproduction_text(run)
+
+
+def test_reproduce_refuses_what_it_cannot_check(tmp_path, capsys):
+    from course.models import reproduce
+
+    assert reproduce.main([str(tmp_path)]) == 2
+    assert "training_config.json is missing" in capsys.readouterr().err
+    (tmp_path / "training_config.json").write_text(json.dumps({"seed": 1, "device": "cuda:0"}))
+    assert reproduce.main([str(tmp_path)]) == 2
+    assert "CPU runs only" in capsys.readouterr().err
+
+
+# The promise #11 makes of the shipped model: its card's command gives back its weights. The
+# record is written by `python -m course.models.reproduce --record` and only counts while its
+# digests match the files shipped now, so shipping new weights fails here until they are rerun.
+def test_shipped_model_was_reproduced_bit_for_bit():
+    from course.models.reproduce import current_record
+
+    record = current_record(BUNDLED["course-gpt2"])
+    assert record is not None, "no reproduction record for the shipped weights: python -m course.models.reproduce --record"
+    assert record["identical"]

@@ -1,4 +1,5 @@
-"""`train --name-stats shared`: the names kept out of IOI keep the IOI names' embedding mean and spread."""
+"""`train --name-stats shared`: the names kept out of IOI keep the IOI names' embedding mean and spread;
+`--name-stats codes`: every name's row is a fixed random code around a shared learned mean and scale."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from course.data.splits import ioi_split
 from course.models import train as tr
-from course.models.name_statistics import group_statistics, name_token_ids, share_statistics
+from course.models.name_statistics import apply_codes, group_statistics, name_codes, name_token_ids, share_statistics
 from course.models.tokenizer import single_token_names
 
 
@@ -34,7 +35,7 @@ def test_a_name_of_several_tokens_is_refused(tokenizer):
 
 
 def test_an_unknown_choice_is_refused_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="choose one of free, shared"):
+    with pytest.raises(ValueError, match="choose one of free, shared, codes"):
         tr.train(tr.TrainConfig(steps=2, name_stats="tied"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -73,3 +74,46 @@ def test_the_card_gives_the_command_and_says_what_is_shared():
     assert "--name-stats" not in _command({"steps": 1, "seed": 1})
     assert "mean distance" in _name_stats_text(cfg) and "ever in an IOI sentence or story" in _name_stats_text(cfg)
     assert _name_stats_text({"seed": 1}) == _name_stats_text({**cfg, "name_stats": "free"}) == ""
+
+
+def test_codes_are_fixed_directions_around_a_shared_mean_and_scale():
+    codes = name_codes(12, 16, seed=3)
+    assert torch.allclose(codes.mean(0), torch.zeros(16), atol=1e-6)
+    assert torch.isclose(codes.norm(dim=-1).mean(), torch.tensor(1.0))
+    assert torch.equal(codes, name_codes(12, 16, seed=3)) and not torch.equal(codes, name_codes(12, 16, seed=4))
+    weight = torch.randn(30, 16)
+    before = weight.clone()
+    ids = list(range(5, 17))
+    mean, spread = group_statistics(weight, ids)
+    apply_codes(weight, ids, codes)
+    untouched = [i for i in range(30) if i not in ids]
+    assert torch.equal(weight[untouched], before[untouched])
+    assert torch.allclose(weight[ids], mean + codes * spread, atol=1e-5)
+    # the learned part is the mean and the scale only: a step that moves one row alone is undone, one
+    # that shifts or stretches the whole group stays
+    weight[ids[0]] += 5.0
+    moved = weight.clone()
+    apply_codes(weight, ids, codes)
+    m, s = group_statistics(moved, ids)
+    assert torch.allclose(weight[ids], m + codes * s, atol=1e-5)
+
+
+def test_training_with_codes_keeps_every_name_on_its_code(tmp_path, monkeypatch):
+    real = tr.train_tokenizer
+    monkeypatch.setattr(tr, "train_tokenizer", lambda seed: real(n_docs=5000, seed=seed))
+    cfg = tr.TrainConfig(steps=8, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2, ema_decays="0.9",
+                         lr=1e-2, name_stats="codes")
+    tr.train(cfg, tmp_path / "codes", eval_every=0, ckpt_every=0, stop_after=6)
+    tokenizer = real(n_docs=5000, seed=cfg.seed)
+    split = ioi_split(single_token_names(tokenizer))
+    ids = name_token_ids(tokenizer, split.ioi_names) + name_token_ids(tokenizer, split.unseen_names)
+    codes = name_codes(len(ids), 32, seed=cfg.seed)
+    state = torch.load(tmp_path / "codes" / "checkpoint.pt")
+    for weights in (state["model"], state["ema"]["0.9"]):
+        rows = weights["transformer.wte.weight"][ids]
+        mean, spread = group_statistics(weights["transformer.wte.weight"], ids)
+        assert torch.allclose(rows, mean + codes * spread, atol=1e-5)
+    from course.models.card import _command, _name_stats_text
+
+    assert _command({"steps": 30000, "seed": 1, "name_stats": "codes"}).endswith("--name-stats codes")
+    assert "fixed random direction" in _name_stats_text({"name_stats": "codes"})

@@ -111,11 +111,42 @@ SPLITS = {
 }
 KINDS = {"intro": INTROS, "remention": REMENTIONS, "ending": ENDINGS}
 
+# --- the "final" families: kept apart from everything above and evaluated only for a model
+# already chosen to ship (the test families have guided choices between training runs; these
+# never have). Their sentence shapes are in no training text: not in the one-person sentences,
+# which draw on INTROS, REMENTIONS and ENDINGS only, nor in the free-form ones
+# (course.data.ioi_scaffold); their words are words the corpus uses elsewhere. A final prompt
+# takes all three parts from here.
+FINAL_KINDS: dict[str, dict] = {
+    "intro": {
+        "passive": ["{A} was helped by {B} at the {place}.", "{A} was called by {B} on {day}.",
+                    "{A} was visited by {B} in the {place}."],
+        "double_object": ["{A} told {B} a story about the {place}.", "{A} showed {B} the {object}.",
+                          "{A} bought {B} a gift last {day}."],
+        "order": ["{A} arrived at the {place} after {B}.", "{A} left the {place} after {B}.",
+                  "{A} got to the {place} after {B}."],
+    },
+    "remention": {
+        "after_that": ["After that, {S}", "Not long after, {S}", "Soon after that, {S}"],
+        "again": ["Once again {S}", "Once more, {S}", "Early in the morning, {S}"],
+    },
+    "ending": {
+        "keeping": [("saved a {object} for", "save a {object} for"), ("fetched the {object} for", "fetch the {object} for"),
+                    ("found a {object} for", "find a {object} for")],
+        "toward": [("waited for", "wait for"), ("ran to", "run to"), ("read a book to", "read a book to"),
+                   ("told the news to", "tell the news to")],
+    },
+}
+# Every family by kind, for rendering; training draws only on KINDS (see families()).
+_PARTS = {kind: {**KINDS[kind], **FINAL_KINDS[kind]} for kind in KINDS}
+
 
 def families(kind: str, split: str) -> tuple[str, ...]:
     """The family names of ``kind`` ("intro", "remention", "ending") in ``split``
-    ("train", "validation", "test")."""
+    ("train", "validation", "test", "final")."""
     held = SPLITS[kind]
+    if split == "final":
+        return tuple(FINAL_KINDS[kind])
     if split != "train":
         return held[split]
     return tuple(f for f in KINDS[kind] if f not in held["test"] + held["validation"])
@@ -168,23 +199,23 @@ def random_template(rng: random.Random, split: str = "train", middle: bool | Non
 
     A clause intro ("When A and B went to the store,") takes its subject at once, so it
     is combined with the plain re-mention, whatever the split (the plain form is not
-    held out; it is how a main clause starts).
+    held out; it is how a main clause starts). Final-family intros all end in a sentence.
     """
     intro_f = rng.choice(families("intro", split))
-    intro_v = rng.randrange(len(INTROS[intro_f]))
-    if INTROS[intro_f][intro_v].endswith(","):
+    intro_v = rng.randrange(len(_PARTS["intro"][intro_f]))
+    if _PARTS["intro"][intro_f][intro_v].endswith(","):
         rem_f = "plain"
     else:
         rem_f = rng.choice(families("remention", split))
-    rem_v = rng.randrange(len(REMENTIONS[rem_f]))
+    rem_v = rng.randrange(len(_PARTS["remention"][rem_f]))
     end_f = rng.choice(families("ending", split))
-    end_v = rng.randrange(len(ENDINGS[end_f]))
+    end_v = rng.randrange(len(_PARTS["ending"][end_f]))
     fill = _fill(rng)
-    n_fill = REMENTIONS[rem_f][rem_v].count("{filler}")
+    n_fill = _PARTS["remention"][rem_f][rem_v].count("{filler}")
     # Optional name-free sentences between intro and re-mention vary the names' distance.
     if middle is None:
         middle = rng.random() < 0.3
-    sentence_intro = not INTROS[intro_f][intro_v].endswith(",")
+    sentence_intro = not _PARTS["intro"][intro_f][intro_v].endswith(",")
     mid = tuple(rng.choice(FILLERS).format(**fill) for _ in range(rng.randint(1, 2))) if middle and sentence_intro else ()
     fillers = tuple(rng.sample(FILLERS, n_fill))
     fill["filler"] = fillers
@@ -201,9 +232,9 @@ def render(t: Template, io: str, s: str, io_first: bool, s2: str | None = None) 
     fill = dict(t.fill)
     fillers = list(fill.pop("filler"))
     a, b = (io, s) if io_first else (s, io)
-    intro = INTROS[t.intro[0]][t.intro[1]].format(A=a, B=b, **fill)
-    past, base = (x.format(**fill) for x in ENDINGS[t.ending[0]][t.ending[1]])
-    rem = REMENTIONS[t.remention[0]][t.remention[1]]
+    intro = _PARTS["intro"][t.intro[0]][t.intro[1]].format(A=a, B=b, **fill)
+    past, base = (x.format(**fill) for x in _PARTS["ending"][t.ending[0]][t.ending[1]])
+    rem = _PARTS["remention"][t.remention[0]][t.remention[1]]
     for _ in range(rem.count("{filler}")):
         rem = rem.replace("{filler}", fillers.pop(0).format(**fill), 1)
     subject = s if s2 is None else s2

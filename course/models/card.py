@@ -19,10 +19,11 @@ from course.data.splits import HELD_OUT_PAIR_FRACTION, N_NAMES_NEVER_IN_IOI
 from course.data.facts import OPENER_TEMPLATES, VALIDATION_OPENERS
 from course.data import ioi
 from course.data.ioi_handwritten import HANDWRITTEN
-from course.models.evaluate import SPLIT_DATA, TARGETS, evaluate
+from course.models.evaluate import SPLIT_DATA, TARGETS, evaluate, final_family_figures
 from course.models.ioi_circuit import (CIRCUIT_TARGETS, DUPLICATE_ATTENTION, MIN_SINGLE_EFFECT, NM_ATTENTION,
                                        S_INHIBITION_ATTENTION)
 from course.models.train import TrainConfig
+from course.models.reproduce import COMPARED, current_record
 
 LABELS = {
     "prev_token_score": "previous-token head (below the induction head): mean attention to position i−1",
@@ -135,8 +136,18 @@ def _selection(train: dict) -> str:
 
 
 def _name_stats_text(train: dict) -> str:
-    if train.get("name_stats", TrainConfig.name_stats) == TrainConfig.name_stats:
+    choice = train.get("name_stats", TrainConfig.name_stats)
+    if choice == TrainConfig.name_stats:
         return ""
+    if choice == "codes":
+        return ("\n\nNo name's embedding row is learned on its own (`--name-stats codes`, "
+                "`course.models.name_statistics`): each of the one-token names, those in IOI and the "
+                f"{N_NAMES_NEVER_IN_IOI} kept out alike, is a fixed random direction drawn once from the seed, "
+                "placed around a mean and at a scale that all names share and that training learns. After every "
+                "optimizer step (and every update of the averaged weights) the names' rows of the tied token "
+                "embedding are reset to that shared mean plus their code times the shared scale. None of the "
+                "kept-out names is ever in an IOI sentence or story, so \"names never in IOI\" below measures IOI on "
+                "codes that IOI training never saw, drawn from the same distribution as the codes it did see.")
     return (f"\n\nThe {N_NAMES_NEVER_IN_IOI} names kept out of IOI share the IOI names' embedding statistics "
             "(`--name-stats shared`, `course.models.name_statistics`): after every optimizer step their rows of the "
             "tied token embedding are shifted and scaled as one block so that their mean, and their mean distance "
@@ -145,6 +156,22 @@ def _name_stats_text(train: dict) -> str:
             "them is ever in an IOI sentence or story. So \"names never in IOI\" below measures IOI on names whose "
             "identities IOI training never saw, but whose place as a group in the embedding is tied to the IOI "
             "names' rather than learned.")
+
+
+def _reproduction_text(path: Path) -> str:
+    """What ``python -m course.models.reproduce --record`` found, while it still names these weights."""
+    rec = current_record(path)
+    if rec is None:
+        return ("\n\nReproduction: not yet checked for these weights (`python -m course.models.reproduce --record` "
+                "retrains them from the seed and compares).")
+    digests = "; ".join(f"{f} {rec['sha256'][f]['model'][:16]}…" for f in COMPARED)
+    if rec["identical"]:
+        return (f"\n\nReproduction: on {rec['checked']}, `python -m course.models.reproduce --record` retrained this "
+                f"model from the seed with the command above (CPU, {rec['config']['threads']} thread(s); "
+                f"{rec['machine']}; {rec['rerun_wall_seconds'] / 60:.0f} minutes) and got the same bytes, "
+                f"SHA-256 identical ({digests}).")
+    return (f"\n\n**Reproduction failed**: on {rec['checked']}, retraining from the seed with the command above "
+            f"({rec['machine']}) gave different files than these ({digests} here).")
 
 
 def _heads(heads) -> str:
@@ -179,9 +206,10 @@ def write_card(path: Path) -> Path:
 
     model, tokenizer = load_hf_model(path, device="cpu")
     report = evaluate(model, tokenizer)
+    final = final_family_figures(model, tokenizer)
     circuit = report.circuit
     (path / "evaluation.json").write_text(json.dumps(
-        {"figures": report.figures, "heads": report.heads,
+        {"figures": report.figures, "heads": report.heads, "final_families": final,
          "circuit": {"figures": circuit.figures, "name_movers": circuit.name_movers, "s_inhibition": circuit.s_inhibition,
                      "subject_suppression": circuit.subject_suppression,
                      "duplicate_token": circuit.duplicate_token, "induction": circuit.induction}}, indent=2) + "\n")
@@ -269,7 +297,7 @@ AdamW (0.9, 0.98), peak lr {train['lr']}, {train['warmup']} warm-up steps, cosin
 {train['batch']}, {train['steps']} steps ({train['steps'] * train['batch'] * BLOCK_LEN / 1e6:.1f} M tokens
 including padding), seed {train['seed']}. Wall time {train['wall_seconds'] / 60:.0f} minutes on
 {train['device']} with {train['threads']} thread(s) ({train['tokens_per_second']} loss tokens/s), a 2-core
-x86-64 machine shared with other jobs. {_selection(train)}{_name_stats_text(train)}
+x86-64 machine shared with other jobs. {_selection(train)}{_name_stats_text(train)}{_reproduction_text(path)}
 
 ## Measured phenomena (held-out data)
 
@@ -280,6 +308,8 @@ Test data: {SPLIT_DATA['test']}. Validation data (checkpoint choice only): {SPLI
 {rows}
 
 Heads: previous-token head **{report.heads['prev_token_head']}**, induction head **{report.heads['induction_head']}**.
+
+{_final_text(final)}
 
 ## The IOI circuit
 
@@ -296,6 +326,17 @@ Order of emergence during training (checkpoint evaluations on smaller validation
     out = path / "MODEL_CARD.md"
     out.write_text(card)
     return out
+
+
+def _final_text(final: dict) -> str:
+    fams = {kind: ", ".join(fs) for kind, fs in ioi.FINAL_KINDS.items()}
+    return (f"**Final families** (`python -m course.models.evaluate --final`). The test families have guided "
+            f"choices between training runs (see the record of recipes below), so their figures are not an unseen "
+            f"estimate. The final families (intros: {fams['intro']}; re-mentions: {fams['remention']}; endings: "
+            f"{fams['ending']}) are shapes in no training text, not even one-person sentences, and are measured only "
+            f"for a model already chosen to ship: IOI accuracy {final['ioi_accuracy']:.3f} (logit difference "
+            f"{final['ioi_logit_diff']:.2f}), with names never in IOI {final['ioi_accuracy_unseen_names']:.3f} "
+            f"({final['ioi_logit_diff_unseen_names']:.2f}).")
 
 
 def _attempts() -> str:

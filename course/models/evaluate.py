@@ -171,6 +171,19 @@ def handwritten_ioi_prompts(tokenizer, seed: int = 0, per_sentence: int = 8) -> 
     return prompts
 
 
+def final_family_figures(model, tokenizer, n: int = 400, seed: int = 0) -> dict[str, float]:
+    """IOI on the final families (``course.data.ioi.FINAL_KINDS``): accuracy and mean logit
+    difference on held-out name pairs and on names never in IOI.
+
+    Not part of :func:`evaluate`, so that comparing training runs never shows them: they are
+    measured for a model already chosen to ship (``write_card``, ``evaluate --final``)."""
+    figures = {}
+    for suffix, unseen in (("", False), ("_unseen_names", True)):
+        acc, diff = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, unseen, "final"))
+        figures["ioi_accuracy" + suffix], figures["ioi_logit_diff" + suffix] = acc, diff
+    return figures
+
+
 NAME_GROUPS = ("both kept out", "IO kept out", "S kept out", "neither")
 
 
@@ -366,10 +379,16 @@ def main(argv=None) -> int:
     ap.add_argument("--by-name-group", metavar="SPLIT", choices=("train", "validation", "test"),
                     help="print only IOI on SPLIT's families by whether IO and S are names kept out of IOI "
                          "(accuracy, logit difference, and how often IO is the top-scoring name)")
+    ap.add_argument("--final", action="store_true",
+                    help="print only IOI on the final families, which are for a model already chosen to ship")
     args = ap.parse_args(argv)
     from course.models.loading import load_hf_model
 
     model, tokenizer = load_hf_model(args.path)
+    if args.final:
+        for name, value in final_family_figures(model, tokenizer).items():
+            print(f"final families, {name:32s} {value:7.3f}")
+        return 0
     if args.by_name_group:
         for group, prompts in name_group_prompts(tokenizer, args.by_name_group).items():
             logits = _last_logits(model, tokenizer, [p.text for p in prompts])

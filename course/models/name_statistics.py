@@ -7,12 +7,19 @@ about a quarter less. With ``shared`` the trainer moves, after every optimizer s
 rows as a block so that their mean and their mean distance from it equal the IOI names'. What
 each kept-out name is (its row minus the group mean, up to one common scale) is still learned
 from its own sentences only; no IOI sentence ever contains one of them.
+
+With ``codes`` no name's row is learned on its own: every name (in IOI or kept out) is a fixed random
+direction, drawn once from the seed, around a mean and at a scale that all names share and that
+training does learn. A kept-out name then differs from an IOI name only in which random code it
+drew, so whatever the model learns to do with names in IOI sentences it must learn for codes in
+general; what it knows about one person (their likes, their recipient sentences) it has to keep
+in its layers, keyed on the code.
 """
 from __future__ import annotations
 
 import torch
 
-NAME_STATS = ("free", "shared")
+NAME_STATS = ("free", "shared", "codes")
 
 
 def check_name_stats(choice: str) -> None:
@@ -45,3 +52,20 @@ def share_statistics(weight: torch.Tensor, reference_ids: list[int], moved_ids: 
     ref_mean, ref_spread = group_statistics(weight, reference_ids)
     mean, spread = group_statistics(weight, moved_ids)
     weight[moved_ids] = ref_mean + (weight[moved_ids] - mean) * (ref_spread / spread.clamp_min(1e-8))
+
+
+def name_codes(n: int, d_model: int, seed: int) -> torch.Tensor:
+    """``[n, d_model]`` fixed random directions with mean zero and mean row norm one."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randn(n, d_model, generator=g)
+    codes -= codes.mean(0)
+    return codes / codes.norm(dim=-1).mean()
+
+
+@torch.no_grad()
+def apply_codes(weight: torch.Tensor, ids: list[int], codes: torch.Tensor) -> None:
+    """Set the rows ``ids`` of ``weight`` ``[vocab, d_model]`` in place to their current mean plus
+    ``codes`` ``[len(ids), d_model]`` times their current mean distance from it: only the shared
+    mean and scale survive an optimizer step, each name's own direction stays its code."""
+    mean, spread = group_statistics(weight, ids)
+    weight[ids] = mean + codes.to(weight) * spread

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from course.models.loading import BUNDLED
+from course.models.reproduce import RECORD
 
 # What course.models.train writes that the course ships (checkpoints and the best-step file
 # are deleted by a finished run; the card and evaluation are written here, not copied).
@@ -59,6 +60,11 @@ def ship(run: Path, assets: Path = BUNDLED["course-gpt2"], dry_run: bool = False
         assets.mkdir(parents=True, exist_ok=True)
         for f in MODEL_FILES:
             shutil.copy2(run / f, assets / f)
+        # a reproduction record belongs to the weights it was made for
+        if (run / RECORD).exists():
+            shutil.copy2(run / RECORD, assets / RECORD)
+        else:
+            (assets / RECORD).unlink(missing_ok=True)
     print(done[0], flush=True)
     env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     for what, args in STEPS:

@@ -8,6 +8,7 @@
     python -m course.models.train --out /tmp/r2 --seed 2 --recipe recipient    # another corpus recipe
     python -m course.models.train --out /tmp/g2 --select-by name-groups       # choose on every name group too
     python -m course.models.train --out /tmp/n2 --name-stats shared          # kept-out names share IOI names' statistics
+    python -m course.models.train --out /tmp/n3 --name-stats codes           # every name a fixed random code
 
 Same seed and arguments, same weights (on the same hardware and thread count). It
 trains the tokenizer, streams the synthetic corpus (course.data.corpus), logs the
@@ -32,7 +33,7 @@ from course.data.corpus import BLOCK_LEN, recipe, training_chunk
 from course.data.splits import ioi_split
 from course.models.evaluate import NAME_GROUPS, TARGETS, evaluate, ioi_by_name_group
 from course.models.loading import default_device
-from course.models.name_statistics import check_name_stats, name_token_ids, share_statistics
+from course.models.name_statistics import apply_codes, check_name_stats, name_codes, name_token_ids, share_statistics
 from course.models.tokenizer import VOCAB_SIZE, single_token_names, train_tokenizer
 
 CHUNK_STEPS = 100   # the data stream is generated 100 steps at a time, each chunk from its own seed
@@ -92,7 +93,8 @@ class TrainConfig:
     recipe: str = "base"
     # How the shipped checkpoint is chosen on validation data (SELECT_BY); "floors" is the shipped model's.
     select_by: str = "floors"
-    # "shared": the names kept out of IOI keep the IOI names' embedding mean and spread
+    # "shared": the names kept out of IOI keep the IOI names' embedding mean and spread; "codes":
+    # every name's row is a fixed random code around a shared learned mean and scale
     # (course.models.name_statistics); "free" is the shipped model's.
     name_stats: str = "free"
 
@@ -162,6 +164,11 @@ def name_stats_sharer(cfg: TrainConfig, tokenizer, names):
         return lambda model: None
     split = ioi_split(names)
     ioi_ids, kept_ids = name_token_ids(tokenizer, split.ioi_names), name_token_ids(tokenizer, split.unseen_names)
+    if cfg.name_stats == "codes":
+        ids = ioi_ids + kept_ids
+        # Its own generator, so the codes leave the weights' initialization and data order as they are.
+        codes = name_codes(len(ids), cfg.d_model, seed=cfg.seed)
+        return lambda model: apply_codes(model.transformer.wte.weight, ids, codes)
     return lambda model: share_statistics(model.transformer.wte.weight, ioi_ids, kept_ids)
 
 
