@@ -117,3 +117,34 @@ def test_training_with_codes_keeps_every_name_on_its_code(tmp_path, monkeypatch)
 
     assert _command({"steps": 30000, "seed": 1, "name_stats": "codes"}).endswith("--name-stats codes")
     assert "fixed random direction" in _name_stats_text({"name_stats": "codes"})
+
+
+def test_codes_in_a_subspace_span_it_and_leave_full_width_codes_as_they_were():
+    full = name_codes(40, 16, seed=5)
+    assert torch.equal(full, name_codes(40, 16, seed=5, dim=0))          # dim 0 draws what it always drew
+    low = name_codes(40, 16, seed=5, dim=4)
+    assert low.shape == (40, 16) and torch.linalg.matrix_rank(low) == 4 and torch.linalg.matrix_rank(full) == 16
+    assert torch.allclose(low.mean(0), torch.zeros(16), atol=1e-6)
+    assert torch.isclose(low.norm(dim=-1).mean(), torch.tensor(1.0))
+    # the first 30 codes ("the names in IOI") span the subspace: every other code is a combination of them
+    seen, new = low[:30], low[30:]
+    coef = torch.linalg.lstsq(seen.T, new.T).solution
+    assert torch.allclose(seen.T @ coef, new.T, atol=1e-4)
+
+
+@pytest.mark.parametrize("stats, dim, message", [("free", 8, "only applies with --name-stats codes"),
+                                                  ("codes", -1, "between 1 and the width"),
+                                                  ("codes", 999, "between 1 and the width")])
+def test_a_code_dimension_that_cannot_apply_is_refused_before_any_work(tmp_path, stats, dim, message):
+    with pytest.raises(ValueError, match=message):
+        tr.train(tr.TrainConfig(steps=2, name_stats=stats, name_code_dim=dim), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_card_gives_the_code_dimension():
+    from course.models.card import _command, _name_stats_text
+
+    cfg = {"steps": 30000, "seed": 1, "name_stats": "codes", "name_code_dim": 32}
+    assert _command(cfg).endswith("--name-stats codes --name-code-dim 32")
+    assert "32-dimensional subspace" in _name_stats_text(cfg)
+    assert "subspace" not in _name_stats_text({**cfg, "name_code_dim": 0})

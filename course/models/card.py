@@ -93,7 +93,7 @@ def _command(train: dict) -> str:
     if train.get("tokenizer_seed", -1) not in (-1, train["seed"]):
         extra += f" --tokenizer-seed {train['tokenizer_seed']}"
     defaults = asdict(TrainConfig())
-    for field in ("ema_decays", "recipe", "select_by", "name_stats"):   # options whose default is the shipped model's
+    for field in ("ema_decays", "recipe", "select_by", "name_stats", "name_code_dim"):   # defaults: the shipped model's
         if train.get(field, defaults[field]) != defaults[field]:
             extra += f" --{field.replace('_', '-')} {train[field]}"
     return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
@@ -143,7 +143,7 @@ def _name_stats_text(train: dict) -> str:
         return ("\n\nNo name's embedding row is learned on its own (`--name-stats codes`, "
                 "`course.models.name_statistics`): each of the one-token names, those in IOI and the "
                 f"{N_NAMES_NEVER_IN_IOI} kept out alike, is a fixed random direction drawn once from the seed, "
-                "placed around a mean and at a scale that all names share and that training learns. After every "
+                f"placed around a mean and at a scale that all names share and that training learns{_code_dim_text(train)}. After every "
                 "optimizer step (and every update of the averaged weights) the names' rows of the tied token "
                 "embedding are reset to that shared mean plus their code times the shared scale. None of the "
                 "kept-out names is ever in an IOI sentence or story, so \"names never in IOI\" below measures IOI on "
@@ -156,6 +156,14 @@ def _name_stats_text(train: dict) -> str:
             "them is ever in an IOI sentence or story. So \"names never in IOI\" below measures IOI on names whose "
             "identities IOI training never saw, but whose place as a group in the embedding is tied to the IOI "
             "names' rather than learned.")
+
+
+def _code_dim_text(train: dict) -> str:
+    dim = train.get("name_code_dim", TrainConfig.name_code_dim)
+    if not dim:
+        return ""
+    return (f" (the codes lie in one random {dim}-dimensional subspace: once the names in IOI outnumber its "
+            "dimensions, their codes span it, and a kept-out name's code is a combination of theirs)")
 
 
 def _reproduction_text(path: Path) -> str:

@@ -22,9 +22,15 @@ import torch
 NAME_STATS = ("free", "shared", "codes")
 
 
-def check_name_stats(choice: str) -> None:
+def check_name_stats(choice: str, code_dim: int = 0, d_model: int | None = None) -> None:
     if choice not in NAME_STATS:
         raise ValueError(f"unknown --name-stats {choice!r}: choose one of {', '.join(NAME_STATS)}")
+    if code_dim and choice != "codes":
+        raise ValueError(f"--name-code-dim {code_dim} only applies with --name-stats codes (got {choice!r}); "
+                         "add --name-stats codes or drop --name-code-dim")
+    if code_dim < 0 or (d_model is not None and code_dim > d_model):
+        raise ValueError(f"--name-code-dim must lie between 1 and the width ({d_model}), or be 0 for the whole "
+                         f"width; got {code_dim}")
 
 
 def name_token_ids(tokenizer, names) -> list[int]:
@@ -54,10 +60,20 @@ def share_statistics(weight: torch.Tensor, reference_ids: list[int], moved_ids: 
     weight[moved_ids] = ref_mean + (weight[moved_ids] - mean) * (ref_spread / spread.clamp_min(1e-8))
 
 
-def name_codes(n: int, d_model: int, seed: int) -> torch.Tensor:
-    """``[n, d_model]`` fixed random directions with mean zero and mean row norm one."""
+def name_codes(n: int, d_model: int, seed: int, dim: int = 0) -> torch.Tensor:
+    """``[n, d_model]`` fixed random directions with mean zero and mean row norm one.
+
+    ``dim`` > 0 draws them inside a random ``dim``-dimensional subspace. With fewer dimensions
+    than training names, the names seen in IOI span the whole subspace, so whatever the model
+    does *linearly* with a name's code is pinned down on every code the subspace holds, a
+    kept-out name's included; with ``dim`` = 0 (the whole width, wider than the IOI names are
+    many) a kept-out code is partly in directions no IOI name ever used."""
     g = torch.Generator().manual_seed(seed)
-    codes = torch.randn(n, d_model, generator=g)
+    if dim:
+        basis, _ = torch.linalg.qr(torch.randn(d_model, dim, generator=g))     # [d_model, dim], orthonormal
+        codes = torch.randn(n, dim, generator=g) @ basis.T
+    else:
+        codes = torch.randn(n, d_model, generator=g)
     codes -= codes.mean(0)
     return codes / codes.norm(dim=-1).mean()
 

@@ -9,6 +9,7 @@
     python -m course.models.train --out /tmp/g2 --select-by name-groups       # choose on every name group too
     python -m course.models.train --out /tmp/n2 --name-stats shared          # kept-out names share IOI names' statistics
     python -m course.models.train --out /tmp/n3 --name-stats codes           # every name a fixed random code
+    python -m course.models.train --out /tmp/n4 --name-stats codes --name-code-dim 32   # ... in a 32-dim subspace
 
 Same seed and arguments, same weights (on the same hardware and thread count). It
 trains the tokenizer, streams the synthetic corpus (course.data.corpus), logs the
@@ -97,6 +98,8 @@ class TrainConfig:
     # every name's row is a fixed random code around a shared learned mean and scale
     # (course.models.name_statistics); "free" is the shipped model's.
     name_stats: str = "free"
+    # With name_stats "codes": the dimension of the subspace the codes lie in (0: the whole width).
+    name_code_dim: int = 0
 
 
 def ema_decay_list(cfg: TrainConfig) -> list[float]:
@@ -167,7 +170,7 @@ def name_stats_sharer(cfg: TrainConfig, tokenizer, names):
     if cfg.name_stats == "codes":
         ids = ioi_ids + kept_ids
         # Its own generator, so the codes leave the weights' initialization and data order as they are.
-        codes = name_codes(len(ids), cfg.d_model, seed=cfg.seed)
+        codes = name_codes(len(ids), cfg.d_model, seed=cfg.seed, dim=cfg.name_code_dim)
         return lambda model: apply_codes(model.transformer.wte.weight, ids, codes)
     return lambda model: share_statistics(model.transformer.wte.weight, ioi_ids, kept_ids)
 
@@ -208,7 +211,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
     None, as if interrupted (``resume=True`` continues from there)."""
     recipe(cfg.recipe)   # an unknown recipe or selection fails before any work
     check_select_by(cfg.select_by)
-    check_name_stats(cfg.name_stats)
+    check_name_stats(cfg.name_stats, cfg.name_code_dim, cfg.d_model)
     torch.set_num_threads(cfg.threads)
     device = default_device(device)
     out.mkdir(parents=True, exist_ok=True)
