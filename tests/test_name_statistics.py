@@ -47,14 +47,18 @@ def _gap(weight, tokenizer):
     return float((m_ioi - m_kept).norm()), float(s_ioi - s_kept)
 
 
-def test_training_keeps_the_statistics_shared_in_the_raw_weights_and_the_average(tmp_path, monkeypatch):
+def _short_run(tmp_path, monkeypatch, name_stats: str):
+    """A few steps of a tiny model with ``name_stats`` and one weight average: (config, checkpoint, tokenizer)."""
     real = tr.train_tokenizer
     monkeypatch.setattr(tr, "train_tokenizer", lambda seed: real(n_docs=5000, seed=seed))
     cfg = tr.TrainConfig(steps=8, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2, ema_decays="0.9",
-                         lr=1e-2, name_stats="shared")
-    tr.train(cfg, tmp_path / "shared", eval_every=0, ckpt_every=0, stop_after=6)
-    tokenizer = real(n_docs=5000, seed=0)
-    state = torch.load(tmp_path / "shared" / "checkpoint.pt")
+                         lr=1e-2, name_stats=name_stats)
+    tr.train(cfg, tmp_path / name_stats, eval_every=0, ckpt_every=0, stop_after=6)
+    return cfg, torch.load(tmp_path / name_stats / "checkpoint.pt"), real(n_docs=5000, seed=cfg.seed)
+
+
+def test_training_keeps_the_statistics_shared_in_the_raw_weights_and_the_average(tmp_path, monkeypatch):
+    cfg, state, tokenizer = _short_run(tmp_path, monkeypatch, "shared")
     for weights in (state["model"], state["ema"]["0.9"]):
         mean_gap, spread_gap = _gap(weights["transformer.wte.weight"], tokenizer)
         assert mean_gap < 1e-5 and abs(spread_gap) < 1e-5
@@ -99,16 +103,10 @@ def test_codes_are_fixed_directions_around_a_shared_mean_and_scale():
 
 
 def test_training_with_codes_keeps_every_name_on_its_code(tmp_path, monkeypatch):
-    real = tr.train_tokenizer
-    monkeypatch.setattr(tr, "train_tokenizer", lambda seed: real(n_docs=5000, seed=seed))
-    cfg = tr.TrainConfig(steps=8, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2, ema_decays="0.9",
-                         lr=1e-2, name_stats="codes")
-    tr.train(cfg, tmp_path / "codes", eval_every=0, ckpt_every=0, stop_after=6)
-    tokenizer = real(n_docs=5000, seed=cfg.seed)
+    cfg, state, tokenizer = _short_run(tmp_path, monkeypatch, "codes")
     split = ioi_split(single_token_names(tokenizer))
     ids = name_token_ids(tokenizer, split.ioi_names) + name_token_ids(tokenizer, split.unseen_names)
     codes = name_codes(len(ids), 32, seed=cfg.seed)
-    state = torch.load(tmp_path / "codes" / "checkpoint.pt")
     for weights in (state["model"], state["ema"]["0.9"]):
         rows = weights["transformer.wte.weight"][ids]
         mean, spread = group_statistics(weights["transformer.wte.weight"], ids)
