@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 import torch
 
-from course.data import addition, corpus, facts, ioi
+from course.data import addition, corpus, facts, ioi, stand_ins
 from course.data.splits import ioi_split
 from course.models import evaluate as ev
 from course.models import train as train_mod
@@ -85,6 +86,12 @@ def test_final_families_are_in_no_training_text_and_apart_from_every_split(token
         ids, _ = corpus.training_chunk(tokenizer, names, 1, 0, 300, recipe_name)
         text = tokenizer.decode(ids.flatten().tolist())
         assert "gave a" in text and not [m for m in markers if m in text], recipe_name
+    # One-person sentences draw on every family's words, so accidents ("Once Lucy found a neighbour")
+    # are rare in a stream: look at many of them.
+    rng = random.Random(0)
+    for make in (ioi.solo_sentence, ioi.recipient_sentence, ioi.subject_sentence):
+        texts = [make(rng, "Lisa") for _ in range(3000)]
+        assert not [(m, t) for t in texts for m in markers if m in t][:1], make.__name__
 
 
 def test_one_person_sentences_carry_every_familys_words_but_one_name(tokenizer):
@@ -94,6 +101,54 @@ def test_one_person_sentences_carry_every_familys_words_but_one_name(tokenizer):
     assert all(sum(f" {n} " in f" {t} ".replace(".", " ").replace(",", " ") for n in names) == 1 for t in texts)
     joined = " ".join(texts)
     assert "phoned" in joined and "baked a cake for" in joined and "That evening" in joined
+
+
+def test_stand_ins_are_one_token_words_that_are_no_name_and_no_word_of_the_grammar(tokenizer):
+    people = stand_ins.stand_in_people(tokenizer)
+    assert len(people) >= 200 and len(set(people)) == len(people)
+    ids = tokenizer([" " + w for w in people], add_special_tokens=False)["input_ids"]
+    assert all(len(i) == 1 for i in ids)
+    lowered = {w.lower() for w in people}
+    assert not lowered & {n.lower() for n in single_token_names(tokenizer)}
+    assert not lowered & {"store", "ball", "gave", "evening", "doctor", "monday", "cake", "phoned", "helped"}
+
+
+def _peek_pair(rng: random.Random, people) -> list[str]:
+    """The (IO, S) pair the next stand-in sentence from ``rng`` will use, without drawing it."""
+    twin = random.Random()
+    twin.setstate(rng.getstate())
+    return twin.sample(people, 2)
+
+
+def test_stand_in_sentences_follow_the_ioi_rule_with_two_stand_ins_and_no_name(tokenizer):
+    """Each sentence has two distinct stand-ins, no first name and no held-out family's
+    wording; it ends on the one mentioned once before (IO), and the other (S) is repeated."""
+    people = stand_ins.stand_in_people(tokenizer)
+    names = set(single_token_names(tokenizer))
+    markers = {m for kind in ioi.KINDS for sp in ("test", "validation", "final") for m in _family_markers(kind, sp)}
+    rng = random.Random(0)
+    for _ in range(2000):
+        io, s = _peek_pair(rng, people)
+        text = stand_ins.stand_in_sentence(rng, people)
+        words = text.replace(".", " ").replace(",", " ").split()
+        assert words[-1] == io and words.count(io) == 2 and words.count(s) >= 2, text
+        assert not names & set(words), text
+        assert not [m for m in markers if re.search(rf"\b{m}\b", text)], text    # "Ferran took" is not "ran to"
+
+
+def test_a_stand_in_recipe_puts_stand_ins_in_its_stream_and_the_card_describes_them(tokenizer):
+    from course.models.card import _stand_in_text
+
+    names = single_token_names(tokenizer)
+    people = set(stand_ins.stand_in_people(tokenizer))
+    for name, wanted in [("stand_ins", True), ("roles", False)]:
+        ids, _ = corpus.training_chunk(tokenizer, names, 1, 0, 200, name)
+        docs = tokenizer.decode(ids.flatten().tolist()).split("<|endoftext|>")
+        # Facts end on some of these words too ("speak Zurish."), never after "to".
+        given_to = [d for d in docs if d.endswith(".") and d[:-1].split()[-2:-1] == ["to"]
+                    and d[:-1].split()[-1] in people]
+        assert (len(given_to) > 10) == wanted, (name, given_to[:3])
+        assert bool(_stand_in_text(corpus.recipe(name))) == wanted
 
 
 @pytest.mark.parametrize("make", [ioi.recipient_sentence, ioi.subject_sentence])

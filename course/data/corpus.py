@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from course.data import addition, facts, ioi, ioi_scaffold, repeats
+from course.data import addition, facts, ioi, ioi_scaffold, repeats, stand_ins
 from course.data.splits import ioi_split
 from course.data.vocabulary import ADJECTIVES, OBJECTS, PLACES, VERBS_PAST
 
@@ -54,6 +54,14 @@ RECIPES = {
     # an ending wants and as the repeated subject it must not name (runs v12 in recipe_attempts.md).
     "roles": Recipe({"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.04, "recipient": 0.05, "subject": 0.05,
                      "likes": 0.02, "facts": 0.20, "addition": 0.22}, kept_out_share=0.5),
+    # "stand_ins": the roles recipe with some IOI sentences' people replaced by stand-in tokens
+    # (:mod:`course.data.stand_ins`), so that the rule pays off only as a mechanism for any token
+    # (runs v17 in recipe_attempts.md); "stand_ins_more" has twice their share.
+    "stand_ins": Recipe({"ioi": 0.17, "scaffold": 0.10, "stand_in": 0.07, "story": 0.10, "solo": 0.04, "recipient": 0.05,
+                         "subject": 0.05, "likes": 0.02, "facts": 0.20, "addition": 0.20}, kept_out_share=0.5),
+    "stand_ins_more": Recipe({"ioi": 0.14, "scaffold": 0.08, "stand_in": 0.14, "story": 0.10, "solo": 0.04,
+                              "recipient": 0.05, "subject": 0.05, "likes": 0.02, "facts": 0.20, "addition": 0.18},
+                             kept_out_share=0.5),
 }
 
 
@@ -104,10 +112,11 @@ def story_people(rng: random.Random, names: tuple[str, ...]) -> list[str]:
 
 
 def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, float] = TEXT_MIX,
-                  kept_out_share: float = 0.0) -> str:
+                  kept_out_share: float = 0.0, stand_in_people: tuple[str, ...] = ()) -> str:
     """One text document of a kind drawn from ``mix``; ``kept_out_share`` of the
     :data:`ONE_PERSON_KINDS` name only people kept out of IOI (0: any name, and nothing
-    extra is drawn from ``rng``, so the base stream and the tokenizer's corpus stay as they were)."""
+    extra is drawn from ``rng``, so the base stream and the tokenizer's corpus stay as they were).
+    ``stand_in_people``: the words a "stand_in" document draws its people from."""
     kind = rng.choices(list(mix), weights=list(mix.values()))[0]
     if kind in ONE_PERSON_KINDS and kept_out_share and rng.random() < kept_out_share:
         names = ioi_split(names).unseen_names
@@ -115,6 +124,8 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
         return ioi_training_sentence(rng, names)
     if kind == "scaffold":
         return ioi_training_sentence(rng, names, free_form=True)
+    if kind == "stand_in":
+        return stand_ins.stand_in_sentence(rng, stand_in_people)
     if kind == "story":
         return ioi.story(rng, story_people(rng, names))
     if kind == "solo":
@@ -130,11 +141,15 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
     return "\n".join(addition.addition_line(rng) for _ in range(rng.randint(1, 4)))
 
 
-def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, r: Recipe = RECIPES["base"]) -> list[list[int]]:
-    """``n`` tokenized documents (without BOS) of recipe ``r``, text and repeats mixed."""
+def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, r: Recipe = RECIPES["base"],
+              people: tuple[str, ...] | None = None) -> list[list[int]]:
+    """``n`` tokenized documents (without BOS) of recipe ``r``, text and repeats mixed;
+    ``people``: the stand-ins (:func:`course.data.stand_ins.stand_in_people`, found if not given)."""
     vocab = range(1, tokenizer.vocab_size)   # id 0 is <|endoftext|>
+    if people is None:
+        people = stand_ins.stand_in_people(tokenizer) if "stand_in" in r.mix else ()
     kinds = [rng.random() < REPEAT_SHARE for _ in range(n)]
-    texts = [text_document(rng, names, r.mix, r.kept_out_share) for is_rep in kinds if not is_rep]
+    texts = [text_document(rng, names, r.mix, r.kept_out_share, people) for is_rep in kinds if not is_rep]
     encoded = iter(tokenizer(texts, add_special_tokens=False)["input_ids"])
     return [repeats.repeated_tokens(rng, vocab) if is_rep else next(encoded) for is_rep in kinds]
 
@@ -163,9 +178,10 @@ def training_chunk(tokenizer, names: tuple[str, ...], seed: int, chunk: int, n_b
     the same arguments always give the same blocks."""
     r = recipe(recipe_name)
     rng = random.Random(seed * 1_000_003 + chunk)
+    people = stand_ins.stand_in_people(tokenizer) if "stand_in" in r.mix else ()
 
     def stream():
         while True:
-            yield from documents(rng, tokenizer, names, 256, r)
+            yield from documents(rng, tokenizer, names, 256, r, people)
 
     return pack_blocks(stream(), tokenizer.bos_token_id, n_blocks)

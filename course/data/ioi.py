@@ -132,7 +132,7 @@ FINAL_KINDS: dict[str, dict] = {
     },
     "ending": {
         "keeping": [("saved a {object} for", "save a {object} for"), ("fetched the {object} for", "fetch the {object} for"),
-                    ("found a {object} for", "find a {object} for")],
+                    ("chose a {object} for", "choose a {object} for")],
         "toward": [("waited for", "wait for"), ("ran to", "run to"), ("read a book to", "read a book to"),
                    ("told the news to", "tell the news to")],
     },

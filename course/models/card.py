@@ -114,6 +114,15 @@ def _subject_text(r) -> str:
             "common noun (\"Lisa met the doctor at the park. Later, Lisa gave a ball to the doctor.\").")
 
 
+def _stand_in_text(r) -> str:
+    if "stand_in" not in r.mix:
+        return ""
+    return ("\nStand-in sentences (`course.data.stand_ins`, \"stand_in\" above) are training-family and free-form\n"
+            "IOI sentences whose two people are other one-token words, never a first name (\"After Velish and Stukri\n"
+            "went to the store, Stukri gave a ball to Velish.\"): the rule then pays off only as a mechanism that\n"
+            "works for any token, not as knowledge about the IOI names.")
+
+
 def _kept_out_text(r) -> str:
     if not r.kept_out_share:
         return ""
@@ -285,7 +294,7 @@ between random words, and the subject comes back after a place or manner phrase,
 sentence or random words; they use no test or validation family's wording. (Model v2, trained
 without them, reached 0.757 on the test families and 0.675 with unseen names.)
 Stories about two or three people (training families only) make names in context a general
-skill: every clause that wants a person ends with someone other than its subject.{_recipient_text(corpus_recipe)}
+skill: every clause that wants a person ends with someone other than its subject.{_recipient_text(corpus_recipe)}{_stand_in_text(corpus_recipe)}
 {N_NAMES_NEVER_IN_IOI} names never appear in IOI sentences or stories, and {HELD_OUT_PAIR_FRACTION:.0%} of name pairs
 never appear together.{_kept_out_text(corpus_recipe)} Facts: 200
 invented countries × capital, language and sport, 4 training phrasings each. Half of the
