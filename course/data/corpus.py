@@ -141,13 +141,18 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
     return "\n".join(addition.addition_line(rng) for _ in range(rng.randint(1, 4)))
 
 
+def _stand_ins_for(tokenizer, r: Recipe) -> tuple[str, ...]:
+    """The stand-in people of ``r``'s stream (none unless it has "stand_in" documents)."""
+    return stand_ins.stand_in_people(tokenizer) if "stand_in" in r.mix else ()
+
+
 def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, r: Recipe = RECIPES["base"],
               people: tuple[str, ...] | None = None) -> list[list[int]]:
     """``n`` tokenized documents (without BOS) of recipe ``r``, text and repeats mixed;
     ``people``: the stand-ins (:func:`course.data.stand_ins.stand_in_people`, found if not given)."""
     vocab = range(1, tokenizer.vocab_size)   # id 0 is <|endoftext|>
     if people is None:
-        people = stand_ins.stand_in_people(tokenizer) if "stand_in" in r.mix else ()
+        people = _stand_ins_for(tokenizer, r)
     kinds = [rng.random() < REPEAT_SHARE for _ in range(n)]
     texts = [text_document(rng, names, r.mix, r.kept_out_share, people) for is_rep in kinds if not is_rep]
     encoded = iter(tokenizer(texts, add_special_tokens=False)["input_ids"])
@@ -178,7 +183,7 @@ def training_chunk(tokenizer, names: tuple[str, ...], seed: int, chunk: int, n_b
     the same arguments always give the same blocks."""
     r = recipe(recipe_name)
     rng = random.Random(seed * 1_000_003 + chunk)
-    people = stand_ins.stand_in_people(tokenizer) if "stand_in" in r.mix else ()
+    people = _stand_ins_for(tokenizer, r)   # once per chunk, not per batch of documents
 
     def stream():
         while True:
