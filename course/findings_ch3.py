@@ -246,7 +246,10 @@ def circuit_comparison(report) -> list[str]:
         here = (f"here {fmt(heads)}" if heads else "here none was found")
         if cls == "name_movers" and heads:
             here += (f", attending to IO {f['name_mover_attention_to_io']:.2f} on average and writing "
-                     f"{f['name_mover_share']:.0%} of the logit difference directly")
+                     f"{f['name_mover_share']:.1%} of the logit difference directly")
+            if not report.meets("name_mover_share"):
+                here += (" on the test families: named on the validation families, they fall short of the test "
+                         "(together at least half of the logit difference), so they are candidates, not name movers")
         if cls == "subject_suppression" and heads:
             here += f", writing {f['subject_suppression_share']:.0%} of the logit difference by pushing S down"
         if cls == "s_inhibition" and heads:

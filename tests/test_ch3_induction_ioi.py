@@ -341,6 +341,8 @@ def test_finding_circuit_classes_and_comparison_read_the_report(m, report):
         heads = getattr(report, cls)
         assert ("none was found" in line) == (not heads)
         assert all(f"L{l}H{h}" in line for l, h in heads)
+    if report.name_movers:      # heads named on validation that fail the test are called candidates
+        assert ("candidates, not name movers" in lines[0]) == (not report.meets("name_mover_share"))
     assert report.figures["outside_ablated_kept"] >= 0.8           # the circuit is faithful
     plt.close(draw_circuit(report, m.cfg.n_layers))
 

@@ -257,8 +257,10 @@ def test_neuron_card_and_search(m, stream, acts):
 def test_neuron_explorer(m, stream, acts):
     w = NeuronExplorer(m, stream, acts, layer=0, neuron=3)
     assert w.card.neuron == 3 and w.status.value == ""
-    w.prompt.value = w.card.promotes[0]
-    assert w.card.neuron == neuron_promoting(m, 0, w.prompt.value)
+    # the first promoted token a student can type (a byte-level piece such as '\ufffd' is not one token as text)
+    typable = next(t for t in w.card.promotes if len(m.tokenizer(t, add_special_tokens=False)["input_ids"]) == 1)
+    w.prompt.value = typable
+    assert w.card.neuron == neuron_promoting(m, 0, typable)
     w.prompt.value = " capital of"                      # two tokens: a message, not a traceback
     assert "not one" in w.status.value
 
@@ -318,7 +320,9 @@ def test_fact_editor_edits_and_undoes(m, acts):
 @pytest.mark.usefixtures("grad_off")
 def test_finding_neurons_described_by_code_are_dominated_by_one_token(m, stream, acts):
     for d in clearest_neurons(m, stream, acts, per_layer=1):
-        assert d.token_share >= 0.5 and d.kind_share >= 0.5
+        assert d.token_share >= 0.5
+        # '<|endoftext|>' opens every document, so its kind is the mix of documents that follow
+        assert d.kind_share >= 0.5 or d.token == m.tokenizer.bos_token
 
 
 @pytest.mark.usefixtures("grad_off")

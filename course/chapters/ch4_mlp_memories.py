@@ -137,7 +137,8 @@ check.top_contexts(top_contexts, hidden=True, quiet=True).require()
 # neuron the toolkit counts, over its 20 top contexts, the activating token, the token
 # that follows, and the kind of document (IOI story, plain sentences, facts, sums), and
 # ranks the neurons by how much one token and one kind dominate. Here are the clearest
-# neurons of each layer, each described by the code:
+# neurons of each layer, each described by the code. (A neuron that fires on `<|endoftext|>`
+# marks where a document starts; its kind is then only the mix of documents that follow.)
 
 # %%
 from course.findings_ch4 import clearest_neurons  # noqa: E402

@@ -104,10 +104,18 @@ def _suppress_cases(model, hidden):
     rep = _rep(model, _prompt(hidden))
     tcs = load_shipped_transcoders()
     answer = int(rep.logits[-1].argmax())
-    active = (rep.activations > 0).nonzero()
+    # The features that write the most: a small write changes the logit so little that a sign error
+    # or an added write hides inside the tolerance. One in the middle of the prompt below the last
+    # layer (its write reaches the end only through attention, so subtracting it at every position
+    # differs), not at BOS (whose writes every prompt shares), and one at the last position.
+    last, top = rep.tokens.shape[-1] - 1, model.cfg.n_layers - 1
+    active = [tuple(a) for a in (rep.activations > 0).nonzero().tolist()]
+    size = {a: float(rep.activations[a] * tcs[a[0]].W_dec[a[2]].norm()) for a in active}
+    by_size = sorted(active, key=lambda a: (-size[a], a))
+    middle = [a for a in by_size if 0 < a[1] < last and a[0] < top]
+    at_end = [a for a in by_size if a[1] == last]
     out = []
-    for i in ([5] if hidden else [0, len(active) - 1]):
-        l, p, f = active[i].tolist()
+    for l, p, f in ([middle[1]] if hidden else [middle[0], at_end[0]]):
         direction = tcs[l].W_dec[f] * rep.activations[l, p, f]
         out.append(Case(f"{_prompt(hidden)!r}, feature {f} of layer {l} at position {p}",
                         (model, rep.tokens, l, p, direction, answer)))

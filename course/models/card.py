@@ -19,7 +19,7 @@ from course.data.splits import HELD_OUT_PAIR_FRACTION, N_NAMES_NEVER_IN_IOI
 from course.data.facts import OPENER_TEMPLATES, VALIDATION_OPENERS
 from course.data import ioi
 from course.data.ioi_handwritten import HANDWRITTEN
-from course.models.evaluate import SPLIT_DATA, TARGETS, evaluate, final_family_figures
+from course.models.evaluate import SPLIT_DATA, TARGETS, evaluate, final_family_figures, ioi_by_name_group
 from course.models.ioi_circuit import (CIRCUIT_TARGETS, DUPLICATE_ATTENTION, MIN_SINGLE_EFFECT, NM_ATTENTION,
                                        S_INHIBITION_ATTENTION)
 from course.models.train import TrainConfig
@@ -92,9 +92,13 @@ def _command(train: dict) -> str:
     extra = ""
     if train.get("tokenizer_seed", -1) not in (-1, train["seed"]):
         extra += f" --tokenizer-seed {train['tokenizer_seed']}"
+    # Every other setting that differs from train's default: a flag the card leaves out is a
+    # command that trains something else.
     defaults = asdict(TrainConfig())
-    for field in ("ema_decays", "recipe", "select_by", "name_stats", "name_code_dim"):   # defaults: the shipped model's
-        if train.get(field, defaults[field]) != defaults[field]:
+    for field, default in defaults.items():
+        if field in ("seed", "steps", "tokenizer_seed"):
+            continue
+        if train.get(field, default) != default:
             extra += f" --{field.replace('_', '-')} {train[field]}"
     return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
 
@@ -224,9 +228,11 @@ def write_card(path: Path) -> Path:
     model, tokenizer = load_hf_model(path, device="cpu")
     report = evaluate(model, tokenizer)
     final = final_family_figures(model, tokenizer)
+    groups = ioi_by_name_group(model, tokenizer, "test")
     circuit = report.circuit
     (path / "evaluation.json").write_text(json.dumps(
         {"figures": report.figures, "heads": report.heads, "final_families": final,
+         "name_groups": {g: {"ioi_accuracy": a, "ioi_logit_diff": d} for g, (a, d) in groups.items()},
          "circuit": {"figures": circuit.figures, "name_movers": circuit.name_movers, "s_inhibition": circuit.s_inhibition,
                      "subject_suppression": circuit.subject_suppression,
                      "duplicate_token": circuit.duplicate_token, "induction": circuit.induction}}, indent=2) + "\n")
@@ -250,6 +256,8 @@ def write_card(path: Path) -> Path:
                       f"on the test families (above) {report.figures['ioi_accuracy']:.3f} and "
                       f"{report.figures['ioi_accuracy_unseen_names']:.3f}. How well the rule carries over depends on "
                       f"the family: new families are not all alike.")
+    missed += _final_limits(final)
+    missed.append(_name_group_limit(groups))
     if "ioi_io_top_name" in report.figures:
         missed.append(f"- IOI accuracy only asks whether IO scores above S. Among all the course's names, IO "
                       f"is the model's top-scoring name in {report.figures['ioi_io_top_name']:.3f} of the "
@@ -354,6 +362,35 @@ def _final_text(final: dict) -> str:
             f"for a model already chosen to ship: IOI accuracy {final['ioi_accuracy']:.3f} (logit difference "
             f"{final['ioi_logit_diff']:.2f}), with names never in IOI {final['ioi_accuracy_unseen_names']:.3f} "
             f"({final['ioi_logit_diff_unseen_names']:.2f}).")
+
+
+def _final_limits(final: dict) -> list[str]:
+    """A Limits line for each IOI floor the final families miss (they are no target of their own,
+    but a figure under a floor on unseen shapes is what a reader must not miss)."""
+    out = []
+    for name, value in final.items():
+        if name not in TARGETS:
+            continue
+        op, floor = TARGETS[name]
+        if not (value >= floor if op == ">=" else value <= floor):
+            out.append(f"- On the final families, {LABELS[name].split(',')[0]}"
+                       f"{' with names never in IOI' if name.endswith('_unseen_names') else ''} is {value:.3f}, "
+                       f"short of the {floor} that the test families are held to.")
+    return out
+
+
+def _name_group_limit(groups: dict[str, tuple[float, float]]) -> str:
+    """The IOI accuracy of each name group on the test families (``evaluate --by-name-group test``):
+    "names never in IOI" averages over prompts whose two names are *both* kept out, so a group
+    where only one of them is can hide behind it."""
+    parts = "; ".join(f"{g} {a:.3f} ({d:.2f})" for g, (a, d) in groups.items())
+    worst = min(groups, key=lambda g: groups[g][0])
+    gap = groups["neither"][0] - groups[worst][0]
+    tail = (f"The groups are within {gap:.2f} of each other: who the names are barely matters." if gap <= 0.05 else
+            f"With {worst}, accuracy is {gap:.2f} below the IOI names' own: there, which names training put "
+            f"in which roles still decides answers the sentence does not.")
+    return (f"- IOI on the test families by whether IO and S are names kept out of IOI (accuracy, logit "
+            f"difference; `python -m course.models.evaluate --by-name-group test`): {parts}. {tail}")
 
 
 def _attempts() -> str:
