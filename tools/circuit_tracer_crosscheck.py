@@ -22,7 +22,10 @@ the project has 5.x), so this runs in two steps, in two environments, outside CI
    transcoders with circuit-tracer's own loader, runs ``circuit_tracer.attribute`` on the same
    token ids and compares the two graphs; then checks that our JSON graph validates against
    circuit-tracer's graph schema, that circuit-tracer's ``create_graph_files`` writes its own graph
-   beside ours, and that its local server serves both. Prints a report (and ``report.json``).
+   beside ours, and that its local server serves both; and compares the link weights the viewer
+   reads: our JSON's against our adjacency (``[target, source]``) and our edge mask, against
+   circuit-tracer's adjacency, and against circuit-tracer's JSON on the links both files have.
+   Prints a report (and ``report.json``); exits 1 if our JSON's weights are not our adjacency's.
 
 Commands (from the repository root)::
 
@@ -96,7 +99,7 @@ def export(out: Path, transcoders: Path | None = None) -> None:
                                     save_circuit_tracer_transcoders)
     from course.attribution.export import save_graph_json
     from course.attribution.replacement import LocalReplacement
-    from course.findings_ch7 import addition_graph, addition_prompt
+    from course.chapters.ch7_attribution_graphs.findings import addition_graph, addition_prompt
 
     torch.set_grad_enabled(False)
     model = course.load_model(device="cpu")
@@ -295,7 +298,6 @@ def check(out: Path, server_port: int = 8032) -> dict:
 
     inf_ct = infl(graph.adjacency_matrix, graph.logit_probabilities, A_ct.shape[0])
     inf_o = infl(ours["adjacency_token_embed"], ours["logit_probabilities"], ours["adjacency"].shape[0])
-    ct_of_ours = {o: c for c, o in pairs}
     top = {}
     for k in (10, 20, 50):
         top_o = set(inf_o[:nf_o].argsort(descending=True)[:k].tolist())
@@ -341,8 +343,110 @@ def check(out: Path, server_port: int = 8032) -> dict:
     }
 
     report["viewer"] = _check_viewer(out, graph, server_port)
+    gdir = out / "graphs"
+    our_to_ct = {o: c for pairs_ in kinds.values() for c, o in pairs_}
+    report["links"] = compare_links(ours, json.loads((gdir / f"{SLUG}.json").read_text()),
+                                    json.loads((gdir / f"{CT_SLUG}.json").read_text()), A_ct, our_to_ct)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _json_key(node: dict) -> tuple:
+    """A graph-JSON node as (kind, ...) from its fields, the same in both libraries' files (error
+    node ids are not: circuit-tracer 0.5 writes ``0_{layer}_{pos}``, later versions and ours
+    ``{layer}_-1_{pos}``). A feature's index is the middle of its id, ``{layer}_{feature}_{pos}``."""
+    kind, pos = node["feature_type"], int(node["ctx_idx"])
+    if kind == "cross layer transcoder":
+        return ("feature", int(node["layer"]), pos, int(node["node_id"].split("_")[1]))
+    if kind == "mlp reconstruction error":
+        return ("error", int(node["layer"]), pos)
+    if kind == "embedding":
+        return ("embedding", pos)
+    return ("logit", int(node["feature"]))           # the token id
+
+
+def _json_links(data: dict) -> tuple[dict, int]:
+    """``{(source key, target key): weight}`` of a graph JSON, and how many links were left out
+    because an id names two nodes (circuit-tracer 0.5's error ids can equal a layer-0 feature's)."""
+    keys, twice = {}, set()
+    for n in data["nodes"]:
+        if n["node_id"] in keys:
+            twice.add(n["node_id"])
+        keys[n["node_id"]] = _json_key(n)
+    links, ambiguous = {}, 0
+    for link in data["links"]:
+        if link["source"] in twice or link["target"] in twice:
+            ambiguous += 1
+        else:
+            links[keys[link["source"]], keys[link["target"]]] = float(link["weight"])
+    return links, ambiguous
+
+
+def _our_node_index(ours: dict) -> dict:
+    """Node key -> index in our adjacency (features, errors, embeddings, logits: graph.py's order)."""
+    L, P, nf = ours["n_layers"], len(ours["tokens"]), len(ours["active"])
+    index = {("feature", l, p, f): i for i, (l, p, f) in enumerate(ours["active"].tolist())}
+    index.update({("error", l, p): nf + l * P + p for l in range(L) for p in range(P)})
+    index.update({("embedding", p): nf + L * P + p for p in range(P)})
+    index.update({("logit", t): nf + L * P + P + j for j, t in enumerate(ours["logit_tokens"].tolist())})
+    return index
+
+
+def compare_links(ours: dict, our_json: dict, ct_json: dict, A_ct, our_to_ct: dict) -> dict:
+    """The weights of the links in the viewer files, where the viewer reads them.
+
+    - ``ours_json``: every link of our JSON against our adjacency, read ``[target, source]``; the
+      set of links against our pruning's edge mask. Exact up to JSON's float text.
+    - ``ours_json_vs_circuit_tracer_adjacency``: our links whose two nodes circuit-tracer has,
+      against its adjacency (``[target, source]`` too), by the source's kind. Our JSON holds the
+      unaligned graph, so links from embeddings (ours ``W_E[t] + W_pos[p]``) differ by design.
+    - ``json_vs_json``: the links both JSON files have (circuit-tracer's file holds its own pruning).
+    """
+    import torch
+
+    index = _our_node_index(ours)
+    A_o = ours["adjacency"].double()
+    links, ambiguous = _json_links(our_json)
+    pairs = [(index[s], index[t]) for s, t in links]
+    weights = torch.tensor(list(links.values()), dtype=torch.float64)
+    expected = torch.tensor([float(A_o[t, s]) for s, t in pairs], dtype=torch.float64)
+    mask = ours["edge_mask"]
+    masked = {(int(s), int(t)) for t, s in mask.nonzero().tolist()}
+    diff = float((weights - expected).abs().max()) if len(pairs) else 0.0
+    scale = float(expected.abs().max()) if len(pairs) else 0.0
+    result = {"ours_json": {
+        "links": len(our_json["links"]), "ambiguous_ids": ambiguous, "edge_mask_edges": len(masked),
+        "missing_from_edge_mask": len(masked - set(pairs)), "not_in_edge_mask": len(set(pairs) - masked),
+        "zero_weight": int((weights == 0).sum()), "positive": int((weights > 0).sum()),
+        "negative": int((weights < 0).sum()), "max_abs_diff": diff, "max_abs": scale,
+        "weights_match": bool(len(pairs)) and diff <= 1e-6 * max(scale, 1e-30) and not (weights == 0).any()
+                         and set(pairs) == masked}}
+
+    A_ct = A_ct.double()
+    by_kind: dict = {}
+    for (s_key, t_key), w in links.items():
+        s, t = index[s_key], index[t_key]
+        if s in our_to_ct and t in our_to_ct:
+            group = "from_embeddings_unaligned" if s_key[0] == "embedding" else "from_features_and_errors"
+            by_kind.setdefault(group, ([], []))
+            by_kind[group][0].append(w)
+            by_kind[group][1].append(float(A_ct[our_to_ct[t], our_to_ct[s]]))
+    compared = {k: _stats(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+                for k, (a, b) in by_kind.items()}
+    compared["without_circuit_tracer_nodes"] = len(links) - sum(len(a) for a, _ in by_kind.values())
+    result["ours_json_vs_circuit_tracer_adjacency"] = compared
+
+    theirs, ct_ambiguous = _json_links(ct_json)
+    both = sorted(set(links) & set(theirs))
+    split = {"from_features_and_errors": [k for k in both if k[0][0] != "embedding"],
+             "from_embeddings_unaligned": [k for k in both if k[0][0] == "embedding"]}
+    result["json_vs_json"] = {
+        **{k: _stats(torch.tensor([links[x] for x in v], dtype=torch.float64),
+                     torch.tensor([theirs[x] for x in v], dtype=torch.float64)) for k, v in split.items()},
+        "both": len(both), "ours_only": len(set(links) - set(theirs)), "circuit_tracer_only": len(set(theirs) - set(links)),
+        "circuit_tracer_ambiguous_ids": ct_ambiguous,
+        "circuit_tracer_zero_weight": sum(1 for w in theirs.values() if w == 0)}
+    return result
 
 
 def _check_viewer(out: Path, graph, port: int) -> dict:
@@ -414,6 +518,19 @@ def _print(report: dict) -> None:
           f"Jaccard with circuit-tracer's {p['ct_rule_on_ours_vs_circuit_tracer_jaccard']:.2f} "
           f"({p['ct_rule_on_ours_after_bos_vs_circuit_tracer_jaccard']:.2f} after BOS; "
           f"{p['ct_rule_on_ours_without_bos_vs_circuit_tracer_jaccard']:.2f} with BOS sources removed)")
+    o, c, j = report["links"]["ours_json"], report["links"]["ours_json_vs_circuit_tracer_adjacency"], report["links"]["json_vs_json"]
+    print(f"links in our JSON: {o['links']} ({o['positive']} positive, {o['negative']} negative, {o['zero_weight']} zero); "
+          f"weights = our adjacency[target, source] and links = our edge mask: {o['weights_match']} "
+          f"(max|diff| {o['max_abs_diff']:.1e} of {o['max_abs']:.3g}; {o['missing_from_edge_mask']} kept edges missing, "
+          f"{o['not_in_edge_mask']} extra, {o['ambiguous_ids']} with ambiguous ids)")
+    for k in ("from_features_and_errors", "from_embeddings_unaligned"):
+        print(f"  vs circuit-tracer's adjacency, {k:26s} {s(c.get(k, {}))}")
+    print(f"  ({c['without_circuit_tracer_nodes']} links touch a node circuit-tracer lacks: BOS, or a feature it does not have)")
+    print(f"  links in both JSON files: {j['both']} (ours only {j['ours_only']}, circuit-tracer only "
+          f"{j['circuit_tracer_only']}; circuit-tracer's zero weights {j['circuit_tracer_zero_weight']}, "
+          f"ambiguous ids {j['circuit_tracer_ambiguous_ids']})")
+    for k in ("from_features_and_errors", "from_embeddings_unaligned"):
+        print(f"    {k:26s} {s(j[k])}")
     print(f"viewer: our JSON valid for circuit-tracer's schema: {v['schema_valid']} ({v['nodes']} nodes, {v['links']} "
           f"links, ids unique {v['unique_node_ids']}, links resolve {v['links_resolve']}); same keys as "
           f"circuit-tracer's own file: {v['same_keys_as_circuit_tracer']}; served {v['served']}; listed {v['listed_slugs']}")
@@ -430,7 +547,11 @@ def main(argv=None) -> int:
     if args.step == "export":
         export(args.out, args.transcoders)
     else:
-        _print(check(args.out, args.port))
+        report = check(args.out, args.port)
+        _print(report)
+        if not report["links"]["ours_json"]["weights_match"]:
+            print("✗ our JSON's link weights are not our adjacency[target, source] on the kept edges", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -88,9 +88,10 @@ class PrunedGraph:
         return self.node_mask.nonzero().flatten().tolist()
 
     def edges(self) -> list[tuple[int, int, float]]:
-        """(source, target, weight) of every kept edge."""
-        t, s = self.edge_mask.nonzero(as_tuple=True)
-        return [(int(a), int(b), float(self.graph.adjacency[a, b])) for b, a in zip(t, s)]
+        """(source, target, weight) of every kept edge: the weight is ``adjacency[target, source]``
+        (the matrix is stored target first, like ``edge_mask``)."""
+        targets, sources = self.edge_mask.nonzero(as_tuple=True)
+        return [(int(s), int(t), float(self.graph.adjacency[t, s])) for t, s in zip(targets, sources)]
 
 
 def prune(graph: AttributionGraph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PrunedGraph:
