@@ -10,7 +10,7 @@ JUPYTER_ARGS ?=
 PYTEST_ARGS  ?=
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup setup-book browsers course test build book benchmarks clean-venv
+.PHONY: setup setup-book browsers course test test-fast lint build book benchmarks clean-venv
 
 # Idempotent: a second run finds the stamp newer than its inputs and does nothing.
 setup: $(STAMP)
@@ -28,9 +28,18 @@ course: setup
 		$$( [ "$$(id -u)" = 0 ] && echo --allow-root ) \
 		course/notebooks/$$(ls course/notebooks | grep -m1 '^ch1_.*\.ipynb$$')
 
-# Everything CI runs: the browser tests need Chromium (Debian's package) and the built book.
-test: setup-book browsers book
+# Everything CI runs: the linter, then every test; the browser tests need Chromium (Debian's
+# package) and the built book.
+test: lint setup-book browsers book
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The developer's loop: the toolkit's unit tests on small random models (no notebooks, browser or book).
+test-fast: setup
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml (the lessons' late imports are allowed there, not by comments).
+lint: setup
+	$(VENV)/bin/ruff check .
 
 browsers:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \

@@ -15,12 +15,12 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
-from course.build.source import chapter_sources
+from course.build.source import chapter_slugs
 from course.build.targets import ROOT, paths
 
 
 def main(argv: list[str]) -> None:
-    slugs = [p.stem for p in chapter_sources() if not argv or p.stem in argv]
+    slugs = [s for s in chapter_slugs() if not argv or s in argv]
     print(f"torch threads {torch.get_num_threads()}; solved notebooks in a fresh python3 kernel")
     for slug in slugs:
         nb = nbformat.read(paths(slug)["solved"], as_version=4)

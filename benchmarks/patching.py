@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import course
 from course.data.ioi_dataset import ioi_dataset
-from course.findings_ch3 import patching_speedup
+from course.chapters.ch3_induction_ioi.findings import patching_speedup
 from course.patching import logit_diff, normalized, patch_heads, patch_sweep
 
 

@@ -20,7 +20,7 @@ import torch
 
 import course
 from course.attribution.transcoders import RECIPE, evaluate_transcoders, train_transcoders
-from course.findings_ch7 import addition_graph, suppression_agreement, top_features, validate_by_suppression
+from course.chapters.ch7_attribution_graphs.findings import addition_graph, suppression_agreement, top_features, validate_by_suppression
 
 
 def measure(model, tcs) -> dict:

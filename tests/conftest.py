@@ -31,7 +31,8 @@ def random_hf_model(n_layer=2, n_head=4, d_model=64, vocab=2048, n_ctx=64, seed=
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from course.models.tokenizer import load_tokenizer, train_tokenizer
+    from course.models.tokenizer import load_tokenizer
+    from course.training.tokenizer import train_tokenizer
 
     path = BUNDLED["course-gpt2"]
     return load_tokenizer(path) if (path / "tokenizer.json").exists() else train_tokenizer(n_docs=5000)

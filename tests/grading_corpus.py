@@ -62,8 +62,9 @@ WRONG_LENS = '''def logit_lens(cache, model, pos=-1):
     return cache.accumulated_resid(pos=pos) @ model.W_U      # forgot the final layer norm'''
 
 VISIBLE_ONLY_LAYER_NORM = '''import torch
-from course.checks import core as _core, ch1_residual_stream as _chk
-_shipped = torch.load(_core.EXPECTED_DIR / "ch1_residual_stream.pt")["layer_norm"]
+from course.checks import core as _core
+from course.chapters.ch1_residual_stream import checks as _chk
+_shipped = torch.load(_core.expected_path("ch1_residual_stream"))["layer_norm"]
 _seen = _chk.EXERCISES["layer_norm"].cases(_core.course_model(), False)
 
 def layer_norm(x, w, b, eps=1e-5):

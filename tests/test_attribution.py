@@ -11,9 +11,10 @@ import json
 import pytest
 import torch
 
-from course.attribution import (LocalReplacement, TranscoderSet, attribute, evaluate_transcoders, graph_json,
-                                influence, load_circuit_tracer_transcoder, load_shipped_transcoders, prune,
-                                replaced_loss, save_circuit_tracer_transcoders, supernodes, train_transcoders)
+from course.attribution import (AttributionGraph, LocalReplacement, PrunedGraph, TranscoderSet, attribute,
+                                evaluate_transcoders, graph_json, influence, load_circuit_tracer_transcoder,
+                                load_shipped_transcoders, prune, replaced_loss, save_circuit_tracer_transcoders,
+                                supernodes, train_transcoders)
 from course.attribution.pruning import error_share, logit_weights, normalized_matrix
 from course.attribution.transcoders import SHIPPED, input_site, output_site
 from course.saes import StaleSAEError, model_fingerprint
@@ -55,7 +56,7 @@ def test_a_changed_model_makes_the_transcoders_stale(m, tiny):
         before = m.W_out[0, 0, 0].clone()
         m.W_out[0, 0, 0] += 1.0
         try:
-            with pytest.raises(StaleSAEError, match="course.attribution.train_transcoders"):
+            with pytest.raises(StaleSAEError, match="course.training.transcoders"):
                 tiny.check_fresh(m)
         finally:
             m.W_out[0, 0, 0] = before
@@ -228,6 +229,54 @@ def test_pruning_keeps_the_requested_share_of_influence(graph):
     assert small.stats()["edges_kept"] <= big.stats()["edges_kept"]
 
 
+def _hand_graph() -> AttributionGraph:
+    """1 layer, 2 positions; nodes: features 0 (pos 0) and 1 (pos 1), errors 2-3, embeddings 4-5, logit 6.
+    Every edge runs from a lower-numbered layer's node to a later one, so adjacency[source, target] is 0."""
+    a = torch.zeros(7, 7)
+    a[0, 4] = 0.5                                     # embed@0 -> feature 0
+    a[1, 4], a[1, 5] = -0.25, 1.5                     # embed@0, embed@1 -> feature 1
+    a[6, 0], a[6, 1], a[6, 3], a[6, 5] = 2.0, -3.0, 0.75, -0.125        # -> the logit
+    return AttributionGraph(["a", "b"], torch.tensor([1, 2]), torch.tensor([[0, 0, 7], [0, 1, 9]]),
+                            torch.tensor([1.0, 2.0]), torch.tensor([3]), torch.tensor([0.5]), a, n_layers=1)
+
+
+def test_pruned_edges_read_the_adjacency_as_target_source():
+    g = _hand_graph()
+    p = PrunedGraph(g, torch.ones(7, dtype=torch.bool), g.adjacency != 0, torch.zeros(7), 1.0, 1.0)
+    expected = {(4, 0, 0.5), (4, 1, -0.25), (5, 1, 1.5), (0, 6, 2.0), (1, 6, -3.0), (3, 6, 0.75), (5, 6, -0.125)}
+    assert sorted(p.edges()) == sorted(expected)        # (source, target, weight), written out by hand
+
+
+def test_pruned_edges_are_every_kept_entry_with_its_weight(graph):
+    everything = PrunedGraph(graph, torch.ones(graph.n_nodes, dtype=torch.bool), graph.adjacency != 0,
+                             torch.zeros(graph.n_nodes), 1.0, 1.0)
+    a = graph.adjacency.tolist()
+    brute = {(s, t): a[t][s] for t in range(graph.n_nodes) for s in range(graph.n_nodes) if a[t][s] != 0}
+    got = {(s, t): w for s, t, w in everything.edges()}
+    assert got == brute                                 # none missing, none extra, each weight a[target][source]
+    pruned = prune(graph)
+    mask = pruned.edge_mask.tolist()
+    kept = {(s, t): a[t][s] for t in range(graph.n_nodes) for s in range(graph.n_nodes) if mask[t][s]}
+    edges = {(s, t): w for s, t, w in pruned.edges()}
+    assert edges == kept and len(edges) == len(pruned.edges())
+    weights = torch.tensor(list(edges.values()))
+    assert (weights != 0).all() and (weights > 0).any() and (weights < 0).any()
+
+
+def test_kept_edges_into_the_logit_are_the_effect_of_removing_their_source(rep, graph):
+    """Independent of how ``adjacency`` is indexed: take the source out of the forward pass."""
+    logit = graph.slices()["logit"].start
+    into_logit = sorted((e for e in prune(graph).edges() if e[1] == logit and graph.kind(e[0]) != "logit"),
+                        key=lambda e: -abs(e[2]))
+    picked = into_logit[:3] + [e for e in into_logit if e[2] < 0][:1]      # the largest, and a negative one
+    with torch.no_grad():
+        base = _target(rep, graph, logit, rep.forward())
+        for s, t, w in picked:
+            effect = base - _target(rep, graph, t, rep.forward(*_remove(rep, graph, s)))
+            assert w == pytest.approx(effect, abs=2e-4, rel=1e-3), graph.label(s)
+    assert len(picked) == 4 and picked[0][2] != 0
+
+
 def test_supernodes_sum_their_members_edges(graph):
     a, b = [0, 1], [graph.n_features - 1, graph.n_features - 2]
     sg = supernodes(graph, {"A": a, "B": b})
@@ -255,6 +304,31 @@ def test_graph_json_has_circuit_tracers_shape(m, graph):
     assert all(n["node_id"].count("_") == 2 for n in feats)
     assert data["metadata"]["prompt_tokens"] == m.to_str_tokens(PROMPT)
     json.dumps(data)
+
+
+def _json_node_index(graph, node: dict) -> int:
+    """A graph-JSON node's index in ``graph``, from its fields (the feature index from its id)."""
+    kind = {"cross layer transcoder": "feature", "mlp reconstruction error": "error", "embedding": "embedding",
+            "logit": "logit"}[node["feature_type"]]
+    if kind == "feature":
+        return graph.node_index(kind, int(node["layer"]), node["ctx_idx"], int(node["node_id"].split("_")[1]))
+    if kind == "logit":
+        return graph.node_index(kind, feature=node["feature"])
+    return graph.node_index(kind, None if kind == "embedding" else int(node["layer"]), node["ctx_idx"])
+
+
+def test_graph_json_links_carry_the_edge_weights(m, graph):
+    pruned = prune(graph)
+    data = json.loads(json.dumps(graph_json(pruned, "addition", m.to_string)))
+    index = {n["node_id"]: _json_node_index(graph, n) for n in data["nodes"]}
+    assert len(index) == len(data["nodes"])
+    a = graph.adjacency.tolist()
+    links = {(index[l["source"]], index[l["target"]]): l["weight"] for l in data["links"]}
+    assert len(links) == len(data["links"]) == len(pruned.edges())
+    assert links == {(s, t): a[t][s] for s, t in links}                 # adjacency[target][source], exactly
+    assert links == {(s, t): w for s, t, w in pruned.edges()}
+    weights = [l["weight"] for l in data["links"]]
+    assert all(w != 0 for w in weights) and min(weights) < 0 < max(weights)
 
 
 def test_exported_transcoders_read_the_mlp_input_and_give_the_same_output(m, tiny, tmp_path):
@@ -304,7 +378,7 @@ def test_saved_graph_is_listed_for_circuit_tracers_server(m, graph, tmp_path):
 
 @pytest.fixture(scope="module")
 def addition(m):
-    from course.findings_ch7 import addition_graph
+    from course.chapters.ch7_attribution_graphs.findings import addition_graph
 
     return addition_graph(m, load_shipped_transcoders(m))
 
@@ -318,7 +392,7 @@ def test_addition_graph_is_exact_small_after_pruning_and_mostly_explained(m, add
 
 
 def test_position_roles_name_the_operand_digits(m):
-    from course.findings_ch7 import position_roles
+    from course.chapters.ch7_attribution_graphs.findings import position_roles
 
     roles = position_roles(m, "calc: 36 + 59 = 9")
     toks = m.to_str_tokens("calc: 36 + 59 = 9")
@@ -326,7 +400,7 @@ def test_position_roles_name_the_operand_digits(m):
 
 
 def test_pathways_run_through_the_ones_digits(m, addition):
-    from course.findings_ch7 import pathways
+    from course.chapters.ch7_attribution_graphs.findings import pathways
 
     rows = pathways(m, addition)
     p, f = addition["pruned"], addition["graph"].slices()["feature"]
@@ -337,7 +411,7 @@ def test_pathways_run_through_the_ones_digits(m, addition):
 
 
 def test_digit_profile_matches_a_direct_read(m):
-    from course.findings_ch7 import addition_prompt, digit_profile, position_roles
+    from course.chapters.ch7_attribution_graphs.findings import addition_prompt, digit_profile, position_roles
 
     tcs = load_shipped_transcoders(m)
     feature = int(addition_free_feature(m, tcs))
@@ -352,7 +426,7 @@ def test_digit_profile_matches_a_direct_read(m):
 
 def addition_free_feature(m, tcs):
     """A layer-0 feature active on "calc: 10 + 17 = 2" at b's ones digit (so the profile is not all zeros)."""
-    from course.findings_ch7 import position_roles
+    from course.chapters.ch7_attribution_graphs.findings import position_roles
 
     p = "calc: 10 + 17 = 2"
     _, cache = m.run_with_cache(p, names_filter=[input_site(0)])
@@ -360,7 +434,7 @@ def addition_free_feature(m, tcs):
 
 
 def test_suppressing_a_ones_digit_feature_changes_the_answer_as_the_graph_predicts(m, addition):
-    from course.findings_ch7 import suppress_feature
+    from course.chapters.ch7_attribution_graphs.findings import suppress_feature
 
     g, p = addition["graph"], addition["pruned"]
     f = g.slices()["feature"]

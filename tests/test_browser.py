@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from course.build.source import chapter_sources
+from course.build.source import chapter_slugs
 from course.build.targets import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -70,7 +70,7 @@ def site():
     server.shutdown()
 
 
-PAGES = ["index.html", "setup.html", "how_to_use.html"] + [f"chapters/{p.stem}.html" for p in chapter_sources()]
+PAGES = ["index.html", "setup.html", "how_to_use.html"] + [f"chapters/{slug}.html" for slug in chapter_slugs()]
 
 
 def _widget_views(page) -> list[dict]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from course.build import __main__ as build
+from course.checks.core import chapter_checks
 from course.build.source import chapter_sources, read_chapter
 from course.build.targets import paths, render_all
 
@@ -57,9 +58,7 @@ def test_no_solution_code_in_the_student_notebook(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_every_exercise_has_a_check_and_graded_tests(chapter):
-    import importlib
-
-    checks = importlib.import_module(f"course.checks.{chapter.slug}")
+    checks = chapter_checks(chapter.slug)
     graded = {c.name for c in chapter.cells if c.kind == "tests"}
     for ex in chapter.exercises:
         assert ex.name in checks.EXERCISES, f"{ex.name} has no check"
@@ -68,13 +67,11 @@ def test_every_exercise_has_a_check_and_graded_tests(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_shipped_expected_values_are_the_references_outputs(chapter, course_model):
-    import importlib
-
     from course.build.__main__ import _same
-    from course.checks.core import EXPECTED_DIR, expected_outputs
+    from course.checks.core import expected_outputs, expected_path
 
-    checks = importlib.import_module(f"course.checks.{chapter.slug}")
-    shipped = torch.load(EXPECTED_DIR / f"{chapter.slug}.pt", weights_only=True)
+    checks = chapter_checks(chapter.slug)
+    shipped = torch.load(expected_path(chapter.slug), weights_only=True)
     for name, ex in checks.EXERCISES.items():
         fresh = expected_outputs(ex, course_model)
         assert len(fresh) == len(shipped[name])
@@ -102,3 +99,41 @@ def test_expected_values_compare_up_to_float_noise():
     assert _same(half, torch.tensor([0.2368, 16.0078], dtype=torch.float16))
     assert not _same(half, torch.tensor([0.2, 16.0], dtype=torch.float16))
     assert _same(torch.tensor([1, 2]), torch.tensor([1, 2])) and not _same(torch.tensor([1, 2]), torch.tensor([1, 3]))
+
+
+# -- what the README and the book's front page say about the model -------------------------------
+
+def test_the_readme_and_the_book_state_the_models_facts_from_its_files():
+    from course.build import model_facts
+
+    assert model_facts.update(check=True) == [], "run `python -m course.build`"
+    facts = model_facts.model_facts()
+    config = json.loads((model_facts.MODEL / "config.json").read_text())
+    figures = json.loads((model_facts.MODEL / "evaluation.json").read_text())["figures"]
+    readme = (model_facts.ROOT / "README.md").read_text()
+    intro = (model_facts.ROOT / "book" / "intro.md").read_text()
+    assert f"{config['n_layer']} layers, {config['n_head']} heads per layer" in intro
+    assert f"{config['n_layer']} layers, {config['n_head']} heads, width {config['n_embd']}" in readme
+    assert f"IO above S {figures['ioi_accuracy']:.3f}" in readme and f"{figures['fact_accuracy']:.3f}" in readme
+    # The parameter count, counted another way: HF's own count of the loaded model.
+    from course.models.loading import load_hf_model
+
+    hf, _ = load_hf_model("course-gpt2", device="cpu")
+    assert facts["params"] == sum(p.numel() for p in hf.parameters())
+
+
+def test_model_facts_name_a_class_only_when_it_passes_its_definition(tmp_path):
+    from course.build import model_facts
+
+    circuit = {"name_movers": [[2, 0]], "s_inhibition": [], "duplicate_token": [], "subject_suppression": [[3, 4]],
+               "figures": {"name_mover_attention_to_io": 0.23, "name_mover_share": -0.01, "s_inhibition_removed": 0.0,
+                           "duplicate_removed": 0.0, "subject_suppression_share": 0.8}}
+    text = model_facts._circuit_text(circuit)
+    assert "no name movers: the candidates L2H0 attend to IO 0.23" in text and "no S-inhibition heads" in text
+    passing = {**circuit, "figures": {**circuit["figures"], "name_mover_attention_to_io": 0.6, "name_mover_share": 0.7}}
+    assert model_facts._circuit_text(passing).startswith("name movers L2H0 (attention to IO 0.60, 0.70")
+    page = tmp_path / "page.md"
+    with pytest.raises(model_facts.MissingMarkers, match="put the two lines"):
+        model_facts.render("no markers here", "x", page)
+    assert model_facts.render(f"a\n{model_facts.START}\nold\n{model_facts.END}\nb", "new", page) == \
+        f"a\n{model_facts.START}\nnew\n{model_facts.END}\nb"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course.checks import ch1_residual_stream as check
+from course.chapters.ch1_residual_stream import checks as check
 from course.checks import core
-from course.findings import fact_emergence, ioi_attribution_summary, ioi_batch
+from course.chapters.ch1_residual_stream.findings import fact_emergence, ioi_attribution_summary, ioi_batch
 from course.widgets import AttributionExplorer, LogitLensExplorer, attribution_table, logit_lens_table
 from solutions import ch1_residual_stream as ref
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from course import circuits
-from course.checks import ch2_qk_ov_circuits as check
-from course.factored import FactoredMatrix
-from course.findings import low_rank_savings, positional_offset_peaks, previous_token_head
-from course.heads import detector_scores
+from course.chapters.ch2_qk_ov_circuits import checks as check
+from course.lens.factored import FactoredMatrix
+from course.chapters.ch2_qk_ov_circuits.findings import low_rank_savings, positional_offset_peaks, previous_token_head
+from course.circuits import detector_scores
 from course.widgets import AttentionExplorer, CircuitViewer, attention_view, circuit_matrix
 from solutions import ch2_qk_ov_circuits as ref
 from tests.check_contract import contract_tests

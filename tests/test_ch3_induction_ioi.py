@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course.checks import ch3_induction_ioi as check
+from course.chapters.ch3_induction_ioi import checks as check
 from course.data.ioi_dataset import ioi_dataset
 from course.data.repeats import repeated_batch
 from course.circuits import composition_scores
-from course.findings_ch3 import (ablation_summary, attribution_agreement, circuit_comparison, composition_summary,
+from course.chapters.ch3_induction_ioi.findings import (ablation_summary, attribution_agreement, circuit_comparison, composition_summary,
                                  draw_circuit, induction_formation, induction_summary, path_patching_sweep,
                                  patching_speedup, patching_summary, repeat_losses, subset)
-from course.models.ioi_circuit import ioi_circuit
+from course.circuits.ioi import ioi_circuit
 from course.patching import attribution_sweep, logit_diff, normalized, patch_heads, patch_sweep, path_patch
 from course.widgets import IOIExplorer, PatchingExplorer, head_attention, ioi_breakdown, patching_map
 from solutions import ch3_induction_ioi as ref
@@ -326,7 +326,7 @@ def test_finding_path_patching_sweep_matches_single_path_patches(m, data, group)
     paths = path_patching_sweep(m, data, "L3H4", rows=group["rows"])
     assert paths["removed"]["q"].shape == (m.cfg.n_layers, m.cfg.n_heads)
     assert paths["removed"]["q"][3:].abs().max() == 0            # only earlier layers send
-    from course.models.ioi_circuit import runs
+    from course.circuits.ioi import runs
     r = runs(m, sub)
     want = r.removed(path_patch(m, sub.clean, r.clean_cache, r.abc_cache, [(1, 2)], [(3, 4)], "v"))
     assert float(paths["removed"]["v"][1, 2]) == pytest.approx(want, abs=1e-5)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course.checks import ch4_mlp_memories as check
+from course.chapters.ch4_mlp_memories import checks as check
 from course.data import facts
 from course.editing import (Edit, closed_form_update, edit_prompts, edit_scores, finetune_edit, right_before,
                             rome_edit)
-from course.findings_ch4 import (clearest_neurons, edit_comparison, edit_requests, key_value_agreement_summary,
+from course.chapters.ch4_mlp_memories.findings import (clearest_neurons, edit_comparison, edit_requests, key_value_agreement_summary,
                                  neuron_attribution_summary, recall_location)
 from course.neurons import collect_activations, text_stream, top_contexts, value_logits
 from course.tracing import (BUCKETS, average_traces, bucket_positions, known_facts, subject_noise, subject_span,
@@ -185,7 +185,7 @@ def test_stream_kinds_name_the_documents_they_label(m):
     import random
 
     from course.data.corpus import text_document
-    from course.models.tokenizer import single_token_names
+    from course.data.vocabulary import single_token_names
     from course.neurons.stream import next_document_kind
 
     rng, names = random.Random(0), single_token_names(m.tokenizer)

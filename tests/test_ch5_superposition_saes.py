@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course.checks import ch5_superposition_saes as check
-from course.findings_ch5 import named_features, sparsity_sweep, steering_comparison, superposition_grows_with_sparsity
+from course.chapters.ch5_superposition_saes import checks as check
+from course.chapters.ch5_superposition_saes.findings import named_features, sparsity_sweep, steering_comparison, superposition_grows_with_sparsity
 from course.neurons import text_stream
 from course.saes import (DictionaryConfig, SparseDictionary, check_fresh, evaluate, load_sae, load_shipped_sae,
                          model_fingerprint, read_sites, save_sae, spliced_loss, train_sae)
 from course.saes.features import feature_activations, find_feature
-from course.superposition import feature_batch, interference
+from course.superposition import feature_batch
 from course.widgets import FeatureDashboard, SuperpositionExplorer, feature_card, feature_promoting, superposition_view
 from solutions import ch5_superposition_saes as ref
 from tests.check_contract import contract_tests, shipped_values_test
@@ -44,7 +44,7 @@ def acts(m, sae, text):
 # -- the shipped SAE ---------------------------------------------------------------------------
 
 def test_shipped_sae_was_trained_on_the_bundled_model(m, sae):
-    check_fresh(sae, m)     # raises "... Retrain with: python -m course.saes.train" when the model changed
+    check_fresh(sae, m)     # raises "... Retrain with: python -m course.training.sae" when the model changed
 
 
 def test_a_changed_model_makes_the_sae_stale(m, sae):
@@ -55,7 +55,7 @@ def test_a_changed_model_makes_the_sae_stale(m, sae):
         before = p[0, 0].clone()
         p[0, 0] += 1.0
         try:
-            with pytest.raises(StaleSAEError, match="Retrain with: python -m course.saes.train"):
+            with pytest.raises(StaleSAEError, match="Retrain with: python -m course.training.sae"):
                 check_fresh(sae, m)
         finally:
             p[0, 0] = before
@@ -85,7 +85,7 @@ def test_save_and_load_round_trip_and_an_saelens_style_relu_sae(tmp_path, sae):
     x = torch.randn(7, sae.cfg.d_in)
     torch.testing.assert_close(back.encode(x), sae.encode(x))
     # A ReLU SAE saved by SAE Lens subtracts b_dec from its input: the loader folds that into b_enc.
-    sae_lens = pytest.importorskip("sae_lens")
+    pytest.importorskip("sae_lens")
     from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
     theirs = StandardSAE(StandardSAEConfig(d_in=8, d_sae=16))
@@ -190,7 +190,7 @@ def test_sparse_toy_models_superpose_and_dense_ones_do_not():
 
 
 def test_correlated_pairs_share_a_direction_and_anticorrelated_ones_are_antipodal():
-    from course.findings_ch5 import correlated_geometry
+    from course.chapters.ch5_superposition_saes.findings import correlated_geometry
 
     pairs = correlated_geometry()
     assert min(pairs["correlated"]["cosines"]) > 0.9
@@ -251,7 +251,7 @@ def test_find_feature_finds_a_planted_feature():
 
 
 def test_steering_changes_predictions_and_generation(m, sae, text, acts):
-    from course.models.tokenizer import single_token_names
+    from course.data.vocabulary import single_token_names
     from course.saes.steering import generate_steered
 
     named = named_features(m, text, acts)

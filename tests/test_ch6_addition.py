@@ -11,9 +11,9 @@ import torch
 
 from course.arithmetic import (accuracy_by_case, addition_batch, answer_correct, classify_neurons, digit_patching,
                                explained_variance, fit_probe, operand_attention, probe_accuracy, residuals)
-from course.checks import ch6_addition as check
+from course.chapters.ch6_addition import checks as check
 from course.data.addition import AdditionPrompt, addition_split, held_out_addition_prompts
-from course.findings_ch6 import best_probe, grokking_phases
+from course.chapters.ch6_addition.findings import best_probe, grokking_phases
 from course.fourier import (all_logits, excluded_logits, fourier_basis, frequency_norms, key_frequencies, loss_on,
                             progress_measures, restricted_logits, sum_wave_share)
 from course.models.modular import P, load_checkpoints, loss_curve, model_at, split
@@ -379,7 +379,7 @@ def test_set_at_digit_edits_only_the_tens_predicting_position(m, lines):
 
 @pytest.fixture(scope="module")
 def switch(m):
-    from course.findings_ch6 import carry_switch
+    from course.chapters.ch6_addition.findings import carry_switch
 
     train = addition_batch(m, [AdditionPrompt(a, b) for a, b in sorted(addition_split()[0])[::12]])
     val = addition_batch(m, held_out_addition_prompts("validation"))
@@ -436,7 +436,7 @@ def test_sum_readout_matches_least_squares_by_numpy(m):
     import numpy as np
 
     from course.arithmetic.probe import stream_at_digit
-    from course.findings_ch6 import sum_readout
+    from course.chapters.ch6_addition.findings import sum_readout
 
     fit = addition_batch(m, [AdditionPrompt(a, b) for a, b in sorted(addition_split()[0])[::24]])
     rep = addition_batch(m, held_out_addition_prompts("test")[:80])
@@ -456,7 +456,7 @@ def test_finding_the_stream_knows_the_sum_partly_before_the_carry(m, switch):
     """What the chapter prints is decided by these numbers; here, for each answer length: the readout
     improves with depth and, entering the layer where its carry is switched, is better than guessing the mean."""
     from course.arithmetic.probe import stream_name
-    from course.findings_ch6 import sum_readout
+    from course.chapters.ch6_addition.findings import sum_readout
 
     found, train, test = switch
     for g in found["groups"]:

@@ -1,19 +1,19 @@
 """Chapter 7: references against independent computations (the model's own logits, brute-force
 removal of a source, a power series, a hand loop), checks on right and wrong answers, the
 graph viewer's pure functions, and what the chapter states about the course model (computed by
-course.findings_ch7, asserted here as relations, never as typed-in ids or figures)."""
+course.chapters.ch7_attribution_graphs.findings, asserted here as relations, never as typed-in ids or figures)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from course.attribution import LocalReplacement, attribute, load_shipped_transcoders, prune
+from course.attribution import load_shipped_transcoders, prune
 from course.attribution import influence as toolkit_influence
 from course.attribution.pruning import logit_weights, normalized_matrix
 from course.attribution.transcoders import input_site, output_site
-from course.checks import ch7_attribution_graphs as check
-from course.findings_ch7 import (ROLES, addition_graph, operand_groups, suppress_group, fact_graph, influence_by_bucket, logit_decomposition, pathways,
+from course.chapters.ch7_attribution_graphs import checks as check
+from course.chapters.ch7_attribution_graphs.findings import (ROLES, addition_graph, operand_groups, suppress_group, fact_graph, influence_by_bucket, logit_decomposition, pathways,
                                  position_roles, supernode_groups, suppress_feature, suppression_agreement,
                                  top_features, total_effects, validate_by_suppression)
 from course.neurons import text_stream
@@ -200,7 +200,7 @@ def test_a_supernode_removal_adds_its_members_and_matches_single_removals(m, tcs
 
 
 def test_the_fact_graph_recalls_at_the_subject_like_causal_tracing(m, tcs):
-    from course.findings_ch4 import recall_location
+    from course.chapters.ch4_mlp_memories.findings import recall_location
     from course.tracing import BUCKETS, average_traces, known_facts
 
     fact = fact_graph(m, tcs)

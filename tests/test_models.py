@@ -12,11 +12,12 @@ import torch
 
 from course.data import addition, corpus, facts, ioi, stand_ins
 from course.data.splits import ioi_split
-from course.models import evaluate as ev
-from course.models import train as train_mod
-from course.models.ioi_circuit import CIRCUIT_TARGETS
+from course.data.ioi_held_out import NAME_GROUPS
+from course.training import evaluate as ev
+from course.training import train as train_mod
+from course.circuits.ioi import CIRCUIT_TARGETS
 from course.models.loading import BUNDLED, load_hf_model
-from course.models.tokenizer import single_token_names
+from course.data.vocabulary import single_token_names
 
 
 @pytest.fixture(scope="module")
@@ -137,18 +138,19 @@ def test_stand_in_sentences_follow_the_ioi_rule_with_two_stand_ins_and_no_name(t
 
 
 def test_a_stand_in_recipe_puts_stand_ins_in_its_stream_and_the_card_describes_them(tokenizer):
-    from course.models.card import _stand_in_text
+    from course.training.card import _stand_in_text
 
     names = single_token_names(tokenizer)
     people = set(stand_ins.stand_in_people(tokenizer))
-    for name, wanted in [("stand_ins", True), ("roles", False)]:
-        ids, _ = corpus.training_chunk(tokenizer, names, 1, 0, 200, name)
-        docs = tokenizer.decode(ids.flatten().tolist()).split("<|endoftext|>")
+    shipped = corpus.recipe("stand_ins")
+    without = corpus.Recipe({k: v for k, v in shipped.mix.items() if k != "stand_in"}, shipped.kept_out_share)
+    for r, wanted in [(shipped, True), (without, False)]:
+        docs = [tokenizer.decode(d) for d in corpus.documents(random.Random(1), tokenizer, names, 1600, r)]
         # Facts end on some of these words too ("speak Zurish."), never after "to".
         given_to = [d for d in docs if d.endswith(".") and d[:-1].split()[-2:-1] == ["to"]
                     and d[:-1].split()[-1] in people]
-        assert (len(given_to) > 10) == wanted, (name, given_to[:3])
-        assert bool(_stand_in_text(corpus.recipe(name))) == wanted
+        assert (len(given_to) > 10) == wanted, (r, given_to[:3])
+        assert bool(_stand_in_text(r)) == wanted
 
 
 @pytest.mark.parametrize("make", [ioi.recipient_sentence, ioi.subject_sentence])
@@ -178,17 +180,16 @@ def test_one_name_sentences_put_their_person_in_one_role_in_training_families_on
             assert sentence[0].isupper(), text                 # nouns that start a sentence are capitalised
 
 
-@pytest.mark.parametrize("recipe_name", ["recipient", "roles"])
-def test_names_kept_out_of_ioi_are_as_common_as_ioi_names_outside_it(tokenizer, recipe_name):
-    """In the "recipient" and "roles" recipes, half the one-person and plain sentences name only people kept out of IOI, so each of
+def test_names_kept_out_of_ioi_are_as_common_as_ioi_names_outside_it(tokenizer):
+    """In the shipped recipe, half the one-person and plain sentences name only people kept out of IOI, so each of
     them is about as common as an IOI name, and as often the person a sentence ends on."""
     names = single_token_names(tokenizer)
     split = ioi_split(names)
     rng = random.Random(1)
-    r = corpus.recipe(recipe_name)
+    r, people = corpus.recipe("stand_ins"), stand_ins.stand_in_people(tokenizer)
     mentions, endings = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     for _ in range(20_000):
-        text = corpus.text_document(rng, names, r.mix, r.kept_out_share)
+        text = corpus.text_document(rng, names, r.mix, r.kept_out_share, people)
         for w in text.replace(".", " ").replace(",", " ").replace("'s", " ").split():
             if w in mentions:
                 mentions[w] += 1
@@ -203,9 +204,9 @@ def test_names_kept_out_of_ioi_are_as_common_as_ioi_names_outside_it(tokenizer, 
     assert per_name(endings, split.unseen_names) > 0.5 * per_name(endings, split.ioi_names)
 
 
-def test_the_base_recipe_and_the_tokenizers_corpus_draw_nothing_for_the_kept_out_share():
+def test_the_text_stream_and_the_tokenizers_corpus_draw_nothing_for_the_kept_out_share():
     """With no kept-out share, ``text_document`` draws what it drew before recipes existed:
-    the base stream (the shipped weights' training data) and the tokenizer's corpus (every
+    the analysis text stream (course.neurons.text_stream) and the tokenizer's corpus (every
     token id) stay as they were."""
     a, b = random.Random(5), random.Random(5)
     names = ("Anna", "Tom", "Lisa")
@@ -214,46 +215,60 @@ def test_the_base_recipe_and_the_tokenizers_corpus_draw_nothing_for_the_kept_out
             [corpus.text_document(b, names, mix, kept_out_share=0.0) for _ in range(50)])
     assert corpus.ONE_PERSON_KINDS == ("solo", "recipient", "subject", "likes")
     assert not {"recipient", "subject"} & set(corpus.TOKENIZER_MIX)
-    assert corpus.RECIPES["base"].mix is corpus.TEXT_MIX and corpus.RECIPES["base"].kept_out_share == 0
     assert all(abs(sum(r.mix.values()) - 1) < 1e-9 for r in corpus.RECIPES.values())
 
 
-def test_an_unknown_recipe_or_selection_is_refused_before_any_work(tmp_path, tokenizer):
+def test_an_unknown_recipe_is_refused_before_any_work(tmp_path, tokenizer):
     names = single_token_names(tokenizer)
-    with pytest.raises(ValueError, match="choose one of base, recipient, roles"):
+    with pytest.raises(ValueError, match="choose one of stand_ins"):
         corpus.training_chunk(tokenizer, names, seed=0, chunk=0, n_blocks=2, recipe_name="recipe")
     with pytest.raises(ValueError, match="unknown corpus recipe"):
         train_mod.train(train_mod.TrainConfig(steps=2, recipe="nope"), tmp_path / "run")
-    with pytest.raises(ValueError, match="choose one of floors, name-groups"):
-        train_mod.train(train_mod.TrainConfig(steps=2, select_by="best"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
-def test_recipes_differ_and_the_card_names_a_non_base_one(tokenizer):
-    from course.models.card import _command
+def test_the_training_defaults_are_the_shipped_models_settings(tmp_path, monkeypatch):
+    """A bare ``python -m course.training.train --out DIR`` trains the shipped model: every default
+    is read from its training_config.json, and what the code no longer offers (flags of unshipped
+    experiments) was at its only remaining value when the shipped model trained."""
+    from dataclasses import asdict
 
-    names = single_token_names(tokenizer)
-    base, rec = (corpus.training_chunk(tokenizer, names, seed=0, chunk=0, n_blocks=4, recipe_name=r)[0]
-                 for r in ("base", "recipient"))
-    assert not torch.equal(base, rec)
-    cfg = {"steps": 30000, "seed": 2, "tokenizer_seed": 1, "ema_decays": "0.999", "recipe": "recipient"}
-    assert _command(cfg).endswith("--seed 2 --tokenizer-seed 1 --ema-decays 0.999 --recipe recipient")
-    assert _command({**cfg, "select_by": "name-groups"}).endswith("--recipe recipient --select-by name-groups")
-    assert "--select-by" not in _command({**cfg, "select_by": "floors"})
-    assert "--recipe" not in _command({**cfg, "recipe": "base"}) and "--recipe" not in _command({"steps": 1, "seed": 1})
-    assert _command({**cfg, "weight_decay": 0.3}).endswith("--weight-decay 0.3 --ema-decays 0.999 --recipe recipient")
-    assert "--weight-decay" not in _command({**cfg, "weight_decay": 0.1})
+    recorded = json.loads((BUNDLED["course-gpt2"] / "training_config.json").read_text())
+    assert asdict(train_mod.TrainConfig()) == {k: recorded[k] for k in asdict(train_mod.TrainConfig())}
+    assert recorded.get("name_stats", "free") == "free" and recorded.get("name_code_dim", 0) == 0
+    assert recorded["selected_by"] == train_mod.SELECTION and recorded["recipe"] in corpus.RECIPES
+    seen = []
+    monkeypatch.setattr(train_mod, "train", lambda cfg, *a, **k: seen.append(cfg))
+    train_mod.main(["--out", str(tmp_path)])                  # the bare command line
+    assert seen == [train_mod.TrainConfig()]
+
+
+def test_the_card_command_names_every_setting_that_differs_from_the_defaults(tokenizer):
+    from dataclasses import asdict
+
+    from course.training.card import _command
+
+    shipped = asdict(train_mod.TrainConfig())
+    assert _command(shipped) == f"python -m course.training.train --out DIR --steps {shipped['steps']} --seed {shipped['seed']}"
+    assert _command({**shipped, "weight_decay": 0.1}).endswith("--weight-decay 0.1")
+    assert _command({**shipped, "ema_decays": ""}).endswith("--ema-decays ''")       # a flag with an empty value
+    # -1 means "the model's seed": another seed then trains another tokenizer, which the command must say.
+    assert _command({**shipped, "seed": 2, "tokenizer_seed": -1}).endswith("--seed 2 --tokenizer-seed 2")
+    assert "--tokenizer-seed" not in _command({**shipped, "seed": 2})
+    one = asdict(train_mod.TrainConfig(tokenizer_seed=-1, seed=shipped["tokenizer_seed"]))
+    assert "--tokenizer-seed" not in _command(one)
 
 
 def test_the_card_describes_recipient_sentences_only_for_a_recipe_that_has_them():
-    from course.models.card import _kept_out_text, _recipient_text
+    from course.training.card import _kept_out_text, _recipient_text
 
-    assert _recipient_text(corpus.recipe("base")) == _kept_out_text(corpus.recipe("base")) == ""
-    assert "The doctor met Lisa" in _recipient_text(corpus.recipe("recipient"))
-    assert "50% of the solo, recipient, likes documents" in _kept_out_text(corpus.recipe("recipient"))
-    assert "Subject sentences" not in _recipient_text(corpus.recipe("recipient"))
-    assert "Lisa met the doctor" in _recipient_text(corpus.recipe("roles"))
-    assert "50% of the solo, recipient, subject, likes documents" in _kept_out_text(corpus.recipe("roles"))
+    plain = corpus.Recipe({"solo": 0.5, "likes": 0.5})
+    assert _recipient_text(plain) == _kept_out_text(plain) == ""
+    shipped = corpus.recipe("stand_ins")
+    assert "The doctor met Lisa" in _recipient_text(shipped) and "Lisa met the doctor" in _recipient_text(shipped)
+    assert "50% of the solo, recipient, subject, likes documents" in _kept_out_text(shipped)
+    no_subject = corpus.Recipe({k: v for k, v in shipped.mix.items() if k != "subject"}, shipped.kept_out_share)
+    assert "Subject sentences" not in _recipient_text(no_subject)
 
 
 def test_training_words_keep_the_held_out_fact_openers_unseen(tokenizer):
@@ -346,7 +361,7 @@ def test_shipped_tokenizer_is_the_trained_one(shipped, tokenizer):
 # -- training -----------------------------------------------------------------------------------
 
 def test_training_smoke_resume_and_determinism(tmp_path):
-    from course.models.train import TrainConfig, train
+    from course.training.train import TrainConfig, train
     from safetensors.torch import load_file
 
     cfg = TrainConfig(steps=12, batch=2, warmup=4, n_layer=1, d_model=32, n_head=2)
@@ -366,7 +381,7 @@ def test_training_smoke_resume_and_determinism(tmp_path):
 def test_training_ships_the_best_eligible_checkpoint(tmp_path, monkeypatch):
     """Checkpoint selection, on validation data only: the evaluation whose weakest held-out
     ability is strongest among those meeting every floor is shipped (here step 6 of 12)."""
-    from course.models import train as tr
+    from course.training import train as tr
     from safetensors.torch import load_file
 
     passing = {k: (v + 0.01 if op == ">=" else v - 0.01) for k, (op, v) in ev.TARGETS.items()}
@@ -383,7 +398,7 @@ def test_training_ships_the_best_eligible_checkpoint(tmp_path, monkeypatch):
         return ev.Report(figures=figures)
 
     monkeypatch.setattr(tr, "evaluate", fake_evaluate)
-    cfg = tr.TrainConfig(steps=12, batch=2, warmup=4, n_layer=1, d_model=32, n_head=2)
+    cfg = tr.TrainConfig(steps=12, batch=2, warmup=4, n_layer=1, d_model=32, n_head=2, ema_decays="")   # raw weights ship
     tr.train(cfg, tmp_path / "run", eval_every=3, ckpt_every=0)
     assert json.loads((tmp_path / "run" / "training_config.json").read_text())["selected_step"] == 6
     assert set(splits) == {"validation"}                      # the test data decides nothing
@@ -394,51 +409,20 @@ def test_training_ships_the_best_eligible_checkpoint(tmp_path, monkeypatch):
     assert all(torch.equal(shipped[k], at6[k]) for k in shipped)
 
 
-def test_selection_by_name_groups_sees_a_group_the_floors_do_not(tmp_path, monkeypatch):
-    """--select-by name-groups: IOI accuracy in every name group, on the validation families, joins the
-    minimum. Here every floor figure is 1.000 at steps 3, 6, 9, 12 (the default rule keeps the last
-    step), but with only S kept out of IOI step 6 is the strongest: it ships, and the log holds the groups."""
-    from dataclasses import replace
-
-    from course.models import train as tr
-
-    passing = {k: (v + 0.01 if op == ">=" else v - 0.01) for k, (op, v) in ev.TARGETS.items()}
-    passing.update(dict.fromkeys(("ioi_accuracy", "ioi_accuracy_unseen_names", "fact_accuracy", "addition_accuracy"), 1.0))
-    monkeypatch.setattr(tr, "evaluate", lambda *a, **k: ev.Report(figures=dict(passing)))
-    s_kept_out, asked = iter([0.9, 0.99, 0.6, 0.7]), []
-
-    def fake_groups(model, tokenizer, split, n, seed):
-        asked.append(split)
-        return {**{g: (1.0, 5.0) for g in ev.NAME_GROUPS}, "S kept out": (next(s_kept_out), 1.0)}
-
-    monkeypatch.setattr(tr, "ioi_by_name_group", fake_groups)
-    cfg = tr.TrainConfig(steps=12, batch=2, warmup=4, n_layer=1, d_model=32, n_head=2)
-    tr.train(cfg, tmp_path / "floors", eval_every=3, ckpt_every=0)
-    assert not asked and json.loads((tmp_path / "floors" / "training_config.json").read_text())["selected_step"] == 12
-    tr.train(replace(cfg, select_by="name-groups"), tmp_path / "groups", eval_every=3, ckpt_every=0)
-    recorded = json.loads((tmp_path / "groups" / "training_config.json").read_text())
-    assert recorded["selected_step"] == 6 and "every name group" in recorded["selected_by"]
-    assert set(asked) == {"validation"} and len(asked) == 4
-    log = [json.loads(l) for l in (tmp_path / "groups" / "training_log.jsonl").read_text().splitlines()]
-    assert [r["ioi_accuracy_S_kept_out"] for r in log if "ioi_accuracy" in r] == [0.9, 0.99, 0.6, 0.7]
-    assert tr.TrainConfig().select_by == "floors"            # the shipped command is unchanged
-
-
 def test_tokenizer_seed_defaults_to_the_model_seed_and_can_be_fixed(tmp_path, monkeypatch):
     """A seed study keeps the vocabulary (and the names kept out of IOI) with --tokenizer-seed."""
     from dataclasses import replace
 
-    from course.models import train as tr
+    from course.training import train as tr
 
     seeds, real = [], tr.train_tokenizer
     monkeypatch.setattr(tr, "train_tokenizer", lambda seed: seeds.append(seed) or real(n_docs=5000, seed=seed))
-    cfg = tr.TrainConfig(seed=3, steps=2, batch=2, warmup=1, n_layer=1, d_model=32, n_head=2)
+    cfg = tr.TrainConfig(seed=3, steps=2, batch=2, warmup=1, n_layer=1, d_model=32, n_head=2, tokenizer_seed=-1)
     tr.train(cfg, tmp_path / "own", eval_every=0, ckpt_every=0)
     tr.train(replace(cfg, tokenizer_seed=1), tmp_path / "fixed", eval_every=0, ckpt_every=0)
     assert seeds == [3, 1]
     recorded = json.loads((tmp_path / "fixed" / "training_config.json").read_text())
     assert (recorded["seed"], recorded["tokenizer_seed"]) == (3, 1)
-    assert tr.TrainConfig().tokenizer_seed == -1            # the shipped command is unchanged
 
 
 def test_weight_averages_leave_training_unchanged_and_can_be_shipped(tmp_path, monkeypatch):
@@ -448,7 +432,7 @@ def test_weight_averages_leave_training_unchanged_and_can_be_shipped(tmp_path, m
     raw weights chosen by the same rule are kept beside it (OUT/raw) for a paired comparison."""
     from dataclasses import replace
 
-    from course.models import train as tr
+    from course.training import train as tr
     from safetensors.torch import load_file
 
     real_tok, real_update = tr.train_tokenizer, tr.update_averages
@@ -456,7 +440,7 @@ def test_weight_averages_leave_training_unchanged_and_can_be_shipped(tmp_path, m
     raw_steps = []
     monkeypatch.setattr(tr, "update_averages", lambda shadows, model: (
         raw_steps.append({k: v.clone() for k, v in model.state_dict().items()}), real_update(shadows, model)))
-    cfg = tr.TrainConfig(steps=8, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2)
+    cfg = tr.TrainConfig(steps=8, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2, ema_decays="")
     averaged = replace(cfg, ema_decays="0.5, 0.9")
     tr.train(cfg, tmp_path / "plain", eval_every=0, ckpt_every=0)
     tr.train(averaged, tmp_path / "raw_shipped", eval_every=0, ckpt_every=0)     # nothing evaluated: raw ships
@@ -488,11 +472,11 @@ def test_weight_averages_leave_training_unchanged_and_can_be_shipped(tmp_path, m
     for bad in ("1.5", "0", "fast"):
         with pytest.raises(ValueError, match="(?i)ema"):
             tr.ema_decay_list(replace(cfg, ema_decays=bad))
-    assert tr.TrainConfig().ema_decays == ""                 # the shipped command is unchanged
 
 
 def test_modular_training_smoke(tmp_path):
-    from course.models.modular import ModularConfig, train
+    from course.models.modular import ModularConfig
+    from course.training.modular import train
 
     from course.models.modular import load_checkpoints, loss_curve
 
@@ -571,7 +555,7 @@ def test_model_card_records_ioi_by_name_group(shipped):
 
 
 def test_card_limits_name_the_final_floors_missed_and_the_weakest_name_group():
-    from course.models.card import _final_limits, _name_group_limit
+    from course.training.card import _final_limits, _name_group_limit
 
     final = {"ioi_accuracy": 0.95, "ioi_logit_diff": 5.0, "ioi_accuracy_unseen_names": 0.85,
              "ioi_logit_diff_unseen_names": 1.0}
@@ -580,7 +564,7 @@ def test_card_limits_name_the_final_floors_missed_and_the_weakest_name_group():
     assert _final_limits({**final, "ioi_accuracy_unseen_names": 0.9}) == []
     uneven = {"both kept out": (0.92, 1.3), "IO kept out": (0.90, 3.1), "S kept out": (0.57, 0.3), "neither": (0.95, 2.7)}
     assert "With S kept out, accuracy is 0.38 below" in _name_group_limit(uneven)
-    even = {g: (0.93, 2.0) for g in ev.NAME_GROUPS}
+    even = {g: (0.93, 2.0) for g in NAME_GROUPS}
     assert "barely matters" in _name_group_limit(even)
 
 
@@ -628,7 +612,7 @@ def test_ioi_by_name_group_draws_io_and_s_from_the_right_names(tokenizer, monkey
     seen = {}
     monkeypatch.setattr(ev, "ioi_measures", lambda model, tok, prompts: seen.setdefault(len(seen), prompts) and (1.0, 2.0))
     out = ev.ioi_by_name_group(None, tokenizer, "validation", n=40)
-    assert list(out) == list(ev.NAME_GROUPS) and all(v == (1.0, 2.0) for v in out.values())
+    assert list(out) == list(NAME_GROUPS) and all(v == (1.0, 2.0) for v in out.values())
     kept_out = set(split.unseen_names)
     for (io_kept, s_kept), prompts in zip([(True, True), (True, False), (False, True), (False, False)], seen.values()):
         assert len(prompts) == 40
@@ -653,7 +637,7 @@ def test_io_top_name_share_counts_only_prompts_whose_best_name_is_io(tokenizer, 
 
 
 def test_ship_refuses_an_unfinished_run_and_says_how_to_finish_it(tmp_path, capsys):
-    from course.models import ship
+    from course.training import ship
 
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     assert ship.main([str(tmp_path)]) == 2
@@ -662,7 +646,7 @@ def test_ship_refuses_an_unfinished_run_and_says_how_to_finish_it(tmp_path, caps
 
 
 def test_ship_copies_the_model_files_then_runs_each_rebuild_step(tmp_path, monkeypatch):
-    from course.models import ship
+    from course.training import ship
 
     run, assets = tmp_path / "run", tmp_path / "assets"
     run.mkdir()
@@ -673,8 +657,8 @@ def test_ship_copies_the_model_files_then_runs_each_rebuild_step(tmp_path, monke
     steps = ship.ship(run, assets, python="py")
     assert sorted(p.name for p in assets.iterdir()) == sorted(ship.MODEL_FILES)
     assert all((assets / f).read_text() == f for f in ship.MODEL_FILES)
-    assert [c[0][:3] for c in calls] == [["py", "-m", "course.models.card"], ["py", "-m", "course.saes.train"],
-                                          ["py", "-m", "course.attribution.train_transcoders"], ["py", "-m", "course.build"]]
+    assert [c[0][:3] for c in calls] == [["py", "-m", "course.training.card"], ["py", "-m", "course.training.sae"],
+                                          ["py", "-m", "course.training.transcoders"], ["py", "-m", "course.build"]]
     assert calls[0][0][3] == str(assets) and {c[1] for c in calls} == {"1"} and len(steps) == 5
     (assets / "reproduction.json").write_text("{}")          # made for the weights just replaced
     ship.ship(run, assets, python="py")
@@ -692,8 +676,8 @@ def test_ship_copies_the_model_files_then_runs_each_rebuild_step(tmp_path, monke
 def test_reproduce_retrains_a_run_bit_for_bit_and_the_card_quotes_it(tmp_path, capsys):
     from safetensors.torch import load_file, save_file
 
-    from course.models import reproduce
-    from course.models.card import _reproduction_text
+    from course.training import reproduce
+    from course.training.card import _reproduction_text
 
     run = tmp_path / "run"
     train_mod.train(train_mod.TrainConfig(steps=6, batch=2, warmup=2, n_layer=1, d_model=32, n_head=2, seed=3),
@@ -718,7 +702,7 @@ def test_reproduce_retrains_a_run_bit_for_bit_and_the_card_quotes_it(tmp_path, c
 
 
 def test_reproduce_refuses_what_it_cannot_check(tmp_path, capsys):
-    from course.models import reproduce
+    from course.training import reproduce
 
     assert reproduce.main([str(tmp_path)]) == 2
     assert "training_config.json is missing" in capsys.readouterr().err
@@ -728,11 +712,11 @@ def test_reproduce_refuses_what_it_cannot_check(tmp_path, capsys):
 
 
 # The promise #11 makes of the shipped model: its card's command gives back its weights. The
-# record is written by `python -m course.models.reproduce --record` and only counts while its
+# record is written by `python -m course.training.reproduce --record` and only counts while its
 # digests match the files shipped now, so shipping new weights fails here until they are rerun.
 def test_shipped_model_was_reproduced_bit_for_bit():
-    from course.models.reproduce import current_record
+    from course.training.reproduce import current_record
 
     record = current_record(BUNDLED["course-gpt2"])
-    assert record is not None, "no reproduction record for the shipped weights: python -m course.models.reproduce --record"
+    assert record is not None, "no reproduction record for the shipped weights: python -m course.training.reproduce --record"
     assert record["identical"]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from course.build.source import chapter_sources
+from course.build.source import chapter_slugs
 from course.build.targets import ROOT
 from course.grading import submissions
 
-SLUGS = [p.stem for p in chapter_sources()]
+SLUGS = chapter_slugs()
 BIN = Path(sys.executable).parent
 
 

@@ -7,7 +7,7 @@ import random
 import torch
 from torch import Tensor
 
-from course.arithmetic.batch import OPERAND_DIGITS, AdditionBatch, addition_batch
+from course.arithmetic.batch import AdditionBatch, addition_batch
 from course.data.addition import AdditionPrompt
 
 

@@ -5,7 +5,7 @@ A transcoder is :class:`course.saes.SparseDictionary` with input site
 weight and bias; the transcoder's encoder absorbs those) and target site ``blocks.{l}.hook_mlp_out``.
 Training, resampling, metrics and the file format are chapter 5's (``course.saes``).
 
-    python -m course.attribution.train_transcoders          # reproduces course/assets/course-transcoders
+    python -m course.training.transcoders          # reproduces course/assets/course-transcoders
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from course.saes import (SparseDictionary, StaleSAEError, explained_variance, l0
 from course.saes.metrics import evaluation_tokens
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "course-transcoders"
-RETRAIN = "python -m course.attribution.train_transcoders"
+RETRAIN = "python -m course.training.transcoders"
 # Everything that decides the shipped transcoders' weights (kept small: the course model may change).
 RECIPE = dict(d_sae=768, activation="topk", k=12, tokens=400_000, batch_size=2048, lr=2e-3, seed=0,
               resample_every=40)

@@ -4,6 +4,9 @@
     python -m course.build ch1_residual_stream
     python -m course.build --check           # exit 1 and list what is stale; write nothing
     python -m course.build --no-expected     # skip the checks' expected values (no model run)
+
+Besides the chapters it writes the book's table of contents and what the README and the book's
+front page say about the shipped model (course.build.model_facts).
 """
 
 from __future__ import annotations
@@ -12,21 +15,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from course.build.source import chapter_sources, read_chapter
+from course.build.source import chapter_slug, chapter_slugs, chapter_sources, read_chapter
 from course.build.targets import ROOT, render_all
 
 
 def write_expected(slug: str) -> Path:
     """Ship the reference's outputs on the visible cases, for checks without ``solutions``."""
-    import importlib
-
     import torch
 
-    from course.checks.core import EXPECTED_DIR, expected_outputs
+    from course.checks.core import chapter_checks, expected_outputs, expected_path
 
-    checks = importlib.import_module(f"course.checks.{slug}")
-    EXPECTED_DIR.mkdir(parents=True, exist_ok=True)
-    out = EXPECTED_DIR / f"{slug}.pt"
+    checks = chapter_checks(slug)
+    out = expected_path(slug)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # the same reduction order on every machine, as far as a CPU allows
     try:
@@ -77,11 +77,11 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="report stale generated files; write nothing")
     ap.add_argument("--no-expected", action="store_true", help="do not recompute the checks' expected values")
     args = ap.parse_args(argv)
-    sources = [p for p in chapter_sources() if not args.chapters or p.stem in args.chapters]
-    unknown = set(args.chapters) - {p.stem for p in sources}
+    sources = [p for p in chapter_sources() if not args.chapters or chapter_slug(p) in args.chapters]
+    unknown = set(args.chapters) - {chapter_slug(p) for p in sources}
     if unknown:
         print(f"unknown chapter(s): {', '.join(sorted(unknown))}; "
-              f"known: {', '.join(p.stem for p in chapter_sources())}", file=sys.stderr)
+              f"known: {', '.join(chapter_slugs())}", file=sys.stderr)
         return 2
     stale = []
     from course.build.book import BOOK, toc   # the book's table of contents lists every chapter
@@ -90,6 +90,9 @@ def main(argv=None) -> int:
         stale.append(toc_path.relative_to(ROOT))
         if not args.check:
             toc_path.write_text(toc())
+    from course.build import model_facts   # the README's and the book's sentences about the model
+    for page in model_facts.update(check=args.check):
+        stale.append(page.relative_to(ROOT))
     for src in sources:
         chapter = read_chapter(src)
         for path, text in render_all(chapter).items():

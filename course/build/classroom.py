@@ -5,8 +5,8 @@
 The self-study install (this repository) ships the reference solutions so checks can
 compare with them. A graded class must not: this writes an installable project with
 the toolkit, the student notebooks, the bundled models and the checks' shipped
-expected values, and without ``solutions/`` and the chapter sources (which hold the
-solutions). Its checks compare with the shipped values; hidden tests run only where
+expected values (``course/chapters/<chapter>/``), and without ``solutions/`` and the
+chapters' lessons (``lesson.py``, which hold the solutions). Its checks compare with the shipped values; hidden tests run only where
 the instructor grades.
 
     pip install dist/classroom        # in the students' environment
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from course.build.targets import ROOT
 
-EXCLUDE = ("chapters", "__pycache__", "*.pyc")
+# A chapter's lesson holds its solutions; its checks, findings and expected values ship.
+EXCLUDE = ("lesson.py", "__pycache__", "*.pyc")
 
 
 def release(out: Path) -> Path:

@@ -79,7 +79,18 @@ class Chapter:
 
 
 def chapter_sources() -> list[Path]:
-    return sorted(CHAPTERS_DIR.glob("ch*_*.py"))
+    """Every chapter's lesson, ``course/chapters/<slug>/lesson.py``, in chapter order."""
+    return sorted(CHAPTERS_DIR.glob("ch*_*/lesson.py"))
+
+
+def chapter_slugs() -> list[str]:
+    """Every chapter's slug, in chapter order."""
+    return [chapter_slug(p) for p in chapter_sources()]
+
+
+def chapter_slug(source: Path) -> str:
+    """``ch1_residual_stream`` for ``course/chapters/ch1_residual_stream/lesson.py``."""
+    return source.parent.name
 
 
 def read_chapter(path: Path) -> Chapter:
@@ -97,11 +108,11 @@ def read_chapter(path: Path) -> Chapter:
         if kind == "exercise":
             funcs = [n.name for n in ast.parse(src).body if isinstance(n, ast.FunctionDef)]
             if len(funcs) != 1 or src.count(BEGIN) != 1 or src.count(END) != 1:
-                raise SourceError(f"{path.name}, cell {i}: an exercise cell holds one function with one "
+                raise SourceError(f"{chapter_slug(path)}/{path.name}, cell {i}: an exercise cell holds one function with one "
                                   f"{BEGIN!r} ... {END!r} region.")
             cell.name = funcs[0]
         if kind == "tests" and cell.points <= 0:
-            raise SourceError(f"{path.name}, cell {i}: a tests cell needs points=N in its header.")
+            raise SourceError(f"{chapter_slug(path)}/{path.name}, cell {i}: a tests cell needs points=N in its header.")
         cells.append(cell)
     title = re.sub(r"^#\s*", "", next(c.source for c in cells if c.kind == "markdown").splitlines()[0])
     # Each tests cell grades the exercise before it.
@@ -111,6 +122,6 @@ def read_chapter(path: Path) -> Chapter:
             last = cell.name
         elif cell.kind == "tests":
             if not last:
-                raise SourceError(f"{path.name}: a tests cell comes before any exercise.")
+                raise SourceError(f"{chapter_slug(path)}/{path.name}: a tests cell comes before any exercise.")
             cell.name = last
-    return Chapter(path.stem, title, cells)
+    return Chapter(chapter_slug(path), title, cells)

@@ -1,5 +1,5 @@
 """Instant feedback for the exercises: one module per chapter, one function per exercise.
 
-    from course.checks import ch1_residual_stream as check
+    from course.chapters.ch1_residual_stream import checks as check
     check.layer_norm(layer_norm)
 """

@@ -4,7 +4,8 @@ An :class:`Exercise` names a chapter's function, builds its inputs from the cour
 model (visible cases, and fresh hidden ones for grading), and knows the likely
 mistakes. :func:`check` runs the student's function on every case and compares it
 with the reference in ``solutions`` or, where ``solutions`` is not installed (a
-classroom release), with the expected values shipped in ``course/checks/expected``.
+classroom release), with the expected values shipped beside each chapter's checks
+(``course/chapters/<chapter>/expected.pt``).
 It prints one verdict line, then evidence and a likely cause, and never raises:
 a stub just reports "not implemented yet" so the notebook goes on.
 """
@@ -22,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-EXPECTED_DIR = Path(__file__).resolve().parent / "expected"
+CHAPTERS_DIR = Path(__file__).resolve().parents[1] / "chapters"
 DEFERRED_ENV = "COURSE_HIDDEN_TESTS"   # "deferred": the grader checks hidden cases out of the kernel
 
 
@@ -83,6 +84,16 @@ class CheckResult:
         return self
 
 
+def expected_path(chapter: str) -> Path:
+    """Where the reference's outputs on a chapter's visible cases ship: beside its checks."""
+    return CHAPTERS_DIR / chapter / "expected.pt"
+
+
+def chapter_checks(chapter: str):
+    """The checks module of ``chapter`` (a slug such as ``"ch1_residual_stream"``)."""
+    return importlib.import_module(f"course.chapters.{chapter}.checks")
+
+
 @lru_cache(maxsize=1)
 def course_model():
     """The bundled model on the CPU, loaded once per process for all checks."""
@@ -92,7 +103,7 @@ def course_model():
 
 
 def _expected(ex: Exercise) -> list | None:
-    path = EXPECTED_DIR / f"{ex.chapter}.pt"
+    path = expected_path(ex.chapter)
     if not path.exists():
         return None
     return torch.load(path, weights_only=True).get(ex.name)

@@ -1,6 +1,6 @@
 """Find and measure the IOI circuit's classes of heads in a model (Wang et al. 2022's classes).
 
-    python -m course.models.ioi_circuit [PATH]
+    python -m course.circuits.ioi [PATH]
 
 Heads are *identified* on the validation families and every figure is *measured* on
 the test families (course.data.ioi.SPLITS), each with its "ABC" counterpart (a third

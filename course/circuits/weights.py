@@ -1,4 +1,4 @@
-"""QK and OV circuits of a head, kept factored (see :mod:`course.factored`).
+"""QK and OV circuits of a head, kept factored (see :mod:`course.lens.factored`).
 
 The layer norm before attention is handled the way chapter 2 explains: each
 embedding row is normalized as if it were the whole residual stream, using the
@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from course.factored import FactoredMatrix
+from course.lens.factored import FactoredMatrix
 
 
 def through_ln1(model, layer: int, rows: Tensor) -> Tensor:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 
 from course.data import addition, facts, ioi, ioi_scaffold, repeats, stand_ins
 from course.data.splits import ioi_split
-from course.data.vocabulary import ADJECTIVES, OBJECTS, PLACES, VERBS_PAST
+from course.data.plain import plain_sentence
 
 BLOCK_LEN = 128
 IGNORE = -100
@@ -41,27 +41,16 @@ class Recipe:
     kept_out_share: float = 0.0
 
 
-# "base" is the shipped model's stream (the default: it reproduces the shipped weights).
-# "recipient" adds recipient sentences (:func:`course.data.ioi.recipient_sentence`) and
-# makes names kept out of IOI as common as IOI names outside it (runs v10, v11 in
-# course/models/recipe_attempts.md; not shipped, kept so that they reproduce).
+# The recipes of the training stream. "stand_ins" is the shipped model's: the IOI and free-form
+# sentences, recipient and subject sentences beside them (:func:`course.data.ioi.recipient_sentence`,
+# :func:`course.data.ioi.subject_sentence`) so that every name, kept-out ones included, is trained
+# both as the person an ending wants and as the repeated subject it must not name, and some IOI
+# sentences whose people are stand-in tokens (:mod:`course.data.stand_ins`), so that the rule pays
+# off only as a mechanism for any token. Earlier recipes live in the commits that the record of
+# runs names (course/assets/course-gpt2/RECIPE_RECORD.md).
 RECIPES = {
-    "base": Recipe(TEXT_MIX),
-    "recipient": Recipe({"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.05, "recipient": 0.05,
-                         "likes": 0.03, "facts": 0.21, "addition": 0.24}, kept_out_share=0.5),
-    # "roles": the recipient recipe with subject sentences (:func:`course.data.ioi.subject_sentence`)
-    # beside the recipient ones, so every name, kept-out ones included, is trained both as the person
-    # an ending wants and as the repeated subject it must not name (runs v12 in recipe_attempts.md).
-    "roles": Recipe({"ioi": 0.20, "scaffold": 0.12, "story": 0.10, "solo": 0.04, "recipient": 0.05, "subject": 0.05,
-                     "likes": 0.02, "facts": 0.20, "addition": 0.22}, kept_out_share=0.5),
-    # "stand_ins": the roles recipe with some IOI sentences' people replaced by stand-in tokens
-    # (:mod:`course.data.stand_ins`), so that the rule pays off only as a mechanism for any token
-    # (runs v17 in recipe_attempts.md); "stand_ins_more" has twice their share.
     "stand_ins": Recipe({"ioi": 0.17, "scaffold": 0.10, "stand_in": 0.07, "story": 0.10, "solo": 0.04, "recipient": 0.05,
                          "subject": 0.05, "likes": 0.02, "facts": 0.20, "addition": 0.20}, kept_out_share=0.5),
-    "stand_ins_more": Recipe({"ioi": 0.14, "scaffold": 0.08, "stand_in": 0.14, "story": 0.10, "solo": 0.04,
-                              "recipient": 0.05, "subject": 0.05, "likes": 0.02, "facts": 0.20, "addition": 0.18},
-                             kept_out_share=0.5),
 }
 
 
@@ -75,17 +64,6 @@ def recipe(name: str) -> Recipe:
 # The mix the tokenizer is trained on: model v2's, kept so that the vocabulary (and with it
 # every token id the chapters use) stays the same when the training mix changes.
 TOKENIZER_MIX = {"ioi": 0.30, "story": 0.12, "solo": 0.05, "likes": 0.03, "facts": 0.22, "addition": 0.28}
-
-
-def plain_sentence(rng: random.Random, names: Sequence[str]) -> str:
-    a, b = rng.sample(list(names), 2)
-    return rng.choice([
-        f"{a} likes the {rng.choice(OBJECTS)}.",
-        f"{a} {rng.choice(VERBS_PAST)} {b} at the {rng.choice(PLACES)}.",
-        f"{a} has a {rng.choice(ADJECTIVES)} {rng.choice(OBJECTS)}.",
-        f"The {rng.choice(OBJECTS)} belongs to {a}.",
-        f"{a} and {b} like the {rng.choice(PLACES)}.",
-    ])
 
 
 def ioi_training_sentence(rng: random.Random, names: tuple[str, ...], free_form: bool = False) -> str:
@@ -115,7 +93,7 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
                   kept_out_share: float = 0.0, stand_in_people: tuple[str, ...] = ()) -> str:
     """One text document of a kind drawn from ``mix``; ``kept_out_share`` of the
     :data:`ONE_PERSON_KINDS` name only people kept out of IOI (0: any name, and nothing
-    extra is drawn from ``rng``, so the base stream and the tokenizer's corpus stay as they were).
+    extra is drawn from ``rng``, so the analysis text stream and the tokenizer's corpus stay as they were).
     ``stand_in_people``: the words a "stand_in" document draws its people from."""
     kind = rng.choices(list(mix), weights=list(mix.values()))[0]
     if kind in ONE_PERSON_KINDS and kept_out_share and rng.random() < kept_out_share:
@@ -146,7 +124,7 @@ def _stand_ins_for(tokenizer, r: Recipe) -> tuple[str, ...]:
     return stand_ins.stand_in_people(tokenizer) if "stand_in" in r.mix else ()
 
 
-def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, r: Recipe = RECIPES["base"],
+def documents(rng: random.Random, tokenizer, names: tuple[str, ...], n: int, r: Recipe,
               people: tuple[str, ...] | None = None) -> list[list[int]]:
     """``n`` tokenized documents (without BOS) of recipe ``r``, text and repeats mixed;
     ``people``: the stand-ins (:func:`course.data.stand_ins.stand_in_people`, found if not given)."""
@@ -178,7 +156,7 @@ def pack_blocks(docs: Iterator[list[int]], bos: int, n_blocks: int, block_len: i
 
 
 def training_chunk(tokenizer, names: tuple[str, ...], seed: int, chunk: int, n_blocks: int,
-                   recipe_name: str = "base"):
+                   recipe_name: str = "stand_ins"):
     """Chunk ``chunk`` of the training stream of recipe ``recipe_name`` (:data:`RECIPES`);
     the same arguments always give the same blocks."""
     r = recipe(recipe_name)

@@ -66,7 +66,7 @@ FILLER_WORDS = [
 ]
 CONNECTIVES = ["So", "And", "Also,", "Then", "Now", "Still,", "By the way,"]
 # Openers never used in training, to choose between checkpoints without touching the
-# held-out phrasing (see course.models.train).
+# held-out phrasing (see course.training.train).
 VALIDATION_OPENERS = [
     "Many say that", "Yesterday we heard that", "My friend says", "Everybody knows that",
     "According to the old map,", "Believe it or not,",
@@ -97,7 +97,7 @@ def _word_salad(rng: random.Random) -> str:
 
 def random_opener(rng: random.Random) -> str:
     """An opener for the "{opener} the <relation> of X is" phrasing (may be empty)."""
-    from course.data.corpus import plain_sentence
+    from course.data.plain import plain_sentence
     from course.data.vocabulary import FIRST_NAMES, PLACES
 
     family = rng.random()

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from course.data import ioi
 from course.data.splits import ioi_split
-from course.models.tokenizer import single_token_names
+from course.data.vocabulary import single_token_names
 
 
 @dataclass

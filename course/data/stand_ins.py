@@ -4,7 +4,7 @@
 rule ("the person mentioned once, not the repeated subject") does not care who the
 people are; a model that has only ever seen it with the IOI names can learn it as
 knowledge about those names, and then fails on names it never saw in IOI (recipe runs
-v11-v16 in ``course/models/recipe_attempts.md``). With stand-ins drawn from hundreds of
+v11-v16 in ``course/assets/course-gpt2/RECIPE_RECORD.md``). With stand-ins drawn from hundreds of
 other tokens, only a mechanism that works on *any* token (find the repeated one, copy
 the other) pays off. No first name is ever a stand-in, so the names kept out of IOI
 stay out of every IOI sentence.

@@ -7,7 +7,7 @@ decided in :mod:`course.data.splits`, so the lists themselves stay neutral.
 from __future__ import annotations
 
 # First names. After the tokenizer is trained, only names that encode to a single
-# token with a leading space are kept (see course.models.tokenizer.single_token_names).
+# token with a leading space are kept (see single_token_names below).
 FIRST_NAMES = [
     "Mary", "John", "Anna", "James", "Sarah", "David", "Laura", "Paul", "Emma", "Mark",
     "Alice", "Peter", "Julia", "Tom", "Kate", "Sam", "Lucy", "Jack", "Rose", "Adam",
@@ -55,3 +55,9 @@ SPORTS = [
 # Syllables that make up the invented country and city names.
 ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gr", "kr", "st", "tr"]
 VOWELS = ["a", "e", "i", "o", "u", "ai", "or", "an", "el", "is"]
+
+
+def single_token_names(tokenizer) -> tuple[str, ...]:
+    """The first names that encode to exactly one token with their leading space."""
+    return tuple(n for n in FIRST_NAMES
+                 if len(tokenizer(" " + n, add_special_tokens=False)["input_ids"]) == 1)

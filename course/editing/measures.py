@@ -74,3 +74,16 @@ def right_before(model, prompts: EditPrompts) -> dict[str, list[bool]]:
     """Which specificity and same-subject facts the unedited model gets right (only those count)."""
     return {key: [t == _first_token(model, a) for t, (_, a) in zip(_top_tokens(model, [p for p, _ in pairs]), pairs)]
             for key, pairs in (("specificity", prompts.specificity), ("same_subject", prompts.same_subject))}
+
+
+def edit_requests(model, n: int = 5, relation: str = "capital", seed: int = 0) -> list:
+    """``n`` edits: a country gets another country's (single-token) answer."""
+    rng = random.Random(seed)
+    cs = list(facts.countries())
+    out = []
+    while len(out) < n:
+        a, b = rng.sample(cs, 2)
+        new = " " + b.answer(relation)
+        if len(model.tokenizer(new, add_special_tokens=False)["input_ids"]) == 1 and new != " " + a.answer(relation):
+            out.append(request_for(a, relation, new))
+    return out

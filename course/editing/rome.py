@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from course.data.corpus import plain_sentence
-from course.models.tokenizer import single_token_names
+from course.data.plain import plain_sentence
+from course.data.vocabulary import single_token_names
 from course.tracing.facts import subject_span
 
 

@@ -52,12 +52,14 @@ class StudentResult:
 
 
 def hidden_paths(course_dir: Path, extra: list[Path] = ()) -> list[Path]:
-    """What student code must not see: the course directory, the reference, the chapter sources,
-    the book, and any ``extra`` directories (other copies of the course on the grading machine)."""
+    """What student code must not see: the course directory, the reference, each chapter's lesson
+    (its checks, findings and expected values stay: the notebooks import them), the book, and any
+    ``extra`` directories (other copies of the course on the grading machine)."""
     repo = Path(course.__file__).resolve().parents[1]
-    paths = [course_dir.resolve(), repo / "solutions", repo / "course" / "chapters", repo / "book",
+    lessons = sorted((repo / "course" / "chapters").glob("*/lesson.py"))
+    paths = [course_dir.resolve(), repo / "solutions", *lessons, repo / "book",
              repo / "autograder", *(Path(p).resolve() for p in extra)]
-    return [p for p in dict.fromkeys(paths) if p.is_dir()]
+    return [p for p in dict.fromkeys(paths) if p.exists()]
 
 
 def write_kernel_spec(root: Path, hide: list[Path], memory_gib: float) -> Path:

@@ -1,10 +1,12 @@
 """Run a command (a Jupyter kernel, a re-check) where student code can reach only what it needs.
 
-    python -m course.grading.sandbox --hide DIR [--hide DIR ...] [--memory-gib 6] -- CMD ARGS...
+    python -m course.grading.sandbox --hide PATH [--hide PATH ...] [--memory-gib 6] -- CMD ARGS...
 
 - Each ``--hide`` directory is covered by an empty read-only tmpfs in a private mount
-  namespace: the reference solutions, the chapter sources, the nbgrader course
-  directory (hidden tests, the gradebook, other students' files) simply are not there.
+  namespace, and each ``--hide`` file by /dev/null: the reference solutions, the chapters'
+  lessons (which hold the solutions), the nbgrader course directory (hidden tests, the
+  gradebook, other students' files) simply are not there. The chapters' checks, findings
+  and expected values, which the student notebooks import, stay.
   With ``--private-tmp`` every other directory under /tmp is hidden the same way.
 - Memory (address space), file size and process count are capped, so a runaway cell
   fails on its own instead of taking the grading machine down.
@@ -39,7 +41,11 @@ def _hide(paths: list[str]) -> bool:
         if os.path.isdir(path):
             r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0555,ro", "sandbox-hidden", path],
                                capture_output=True, text=True)
-            if r.returncode != 0:
+        elif os.path.isfile(path):      # a single file (a chapter's lesson) reads as empty
+            r = subprocess.run(["mount", "--bind", "/dev/null", path], capture_output=True, text=True)
+        else:
+            continue
+        if r.returncode != 0:
                 print(f"sandbox: could not hide {path}: {r.stderr.strip()}", file=sys.stderr)
                 return False
     return True
@@ -72,7 +78,7 @@ def _private_tmp(command: list[str]) -> bool:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Run a command with course files hidden and resources capped.")
-    ap.add_argument("--hide", action="append", default=[], help="directory to hide (repeatable)")
+    ap.add_argument("--hide", action="append", default=[], help="directory or file to hide (repeatable)")
     ap.add_argument("--memory-gib", type=float, default=6.0, help="address-space cap in GiB")
     ap.add_argument("--max-file-mib", type=float, default=256.0, help="largest file the command may write")
     ap.add_argument("--private-tmp", action="store_true",

@@ -17,7 +17,6 @@ The verdict per exercise decides the hidden half of each graded cell.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -66,7 +65,7 @@ for index, (name, source) in enumerate(spec["solutions"].items()):
     finally:
         signal.alarm(0)
 import importlib
-checks = importlib.import_module("course.checks." + spec["chapter"])
+checks = importlib.import_module("course.chapters." + spec["chapter"] + ".checks")
 from course.checks.core import course_model
 model = course_model()
 for name in spec["exercises"]:
@@ -128,7 +127,7 @@ def notebook_parts(source_nb: Path, submitted_nb: Path) -> dict:
 
 def reference_outputs(chapter: str, exercises: list[str]) -> dict[str, list]:
     """The reference's outputs on the hidden cases (computed here, never in the student's process)."""
-    checks = importlib.import_module(f"course.checks.{chapter}")
+    checks = core.chapter_checks(chapter)
     model = core.course_model()
     out = {}
     with torch.no_grad():
@@ -151,7 +150,7 @@ def verify(chapter: str, source_nb: Path, submitted_nb: Path, hide: list[Path], 
            cell_seconds: int = 30, call_seconds: int = 30, memory_gib: float = 6.0) -> Recheck:
     parts = notebook_parts(source_nb, submitted_nb)
     references = references or reference_outputs(chapter, parts["exercises"])
-    checks = importlib.import_module(f"course.checks.{chapter}")
+    checks = core.chapter_checks(chapter)
     # Outside /tmp: the student's process gets a private /tmp, and the outputs must come back.
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="recheck-", dir=shm) as out:
@@ -183,7 +182,7 @@ def _run_harness(cmd, out: Path, spec: dict, budget: float, env: dict) -> tuple[
         (out / "spec.json").write_text(json.dumps(spec))
         (out / "progress.json").unlink(missing_ok=True)
         try:
-            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=budget, env=env)
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=budget, env=env)
         except subprocess.TimeoutExpired:
             return f"the re-check was stopped after {budget:.0f} s", killer
         if all((out / f"{n}.json").exists() for n in spec["exercises"]):   # not the exit code: os._exit(0) is 0

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from course.lens import weights as W
 from course.lens.cache import ActivationCache
-from course.factored import FactoredMatrix
+from course.lens.factored import FactoredMatrix
 from course.lens.errors import LensError, PromptError
 from course.lens.hook_points import NameFilter, act_name, all_hook_names, check_hook_name, select
 from course.lens.instrument import ATTN_IMPLEMENTATION, HookFn, HookPoint, Instrument, Lazy

@@ -60,7 +60,7 @@ def resolve(name_or_path: str | os.PathLike) -> str | Path:
         if not (path / "config.json").exists():
             raise ModelNotFoundError(
                 f"The bundled model {name!r} is missing from {path}; reinstall the course "
-                f"or rebuild it with `python -m course.models.train`.")
+                f"or rebuild it with `python -m course.training.train`.")
         return path
     path = Path(name).expanduser()
     if path.is_dir():

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from course.data.corpus import TEXT_MIX, text_document
-from course.models.tokenizer import single_token_names
+from course.data.vocabulary import single_token_names
 
 KINDS = tuple(TEXT_MIX)        # "ioi", "likes", "facts", "addition"
 

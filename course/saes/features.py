@@ -53,7 +53,7 @@ def token_categories(model, stream) -> dict[str, Tensor]:
     a first name; a digit; a token of an invented country's name; the word right before a capital
     is said (the next token starts a capital in a facts sentence)."""
     from course.data import facts
-    from course.models.tokenizer import single_token_names
+    from course.data.vocabulary import single_token_names
 
     tokens = stream.tokens.cpu()
     names = {model.to_single_token(" " + n) for n in single_token_names(model.tokenizer)}

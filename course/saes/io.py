@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from course.saes.model import DictionaryConfig, SparseDictionary
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "course-sae"
-RETRAIN = "python -m course.saes.train"
+RETRAIN = "python -m course.training.sae"
 
 
 class StaleSAEError(RuntimeError):

@@ -1,8 +1,8 @@
 """Write a model directory's MODEL_CARD.md from its training record and a fresh evaluation.
 
-    python -m course.models.card course/assets/course-gpt2
+    python -m course.training.card course/assets/course-gpt2
 
-Every figure in the card is measured by :mod:`course.models.evaluate` when the card is
+Every figure in the card is measured by :mod:`course.training.evaluate` when the card is
 written, and saved beside it as ``evaluation.json`` so the tests can hold the card to it.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -19,11 +20,12 @@ from course.data.splits import HELD_OUT_PAIR_FRACTION, N_NAMES_NEVER_IN_IOI
 from course.data.facts import OPENER_TEMPLATES, VALIDATION_OPENERS
 from course.data import ioi
 from course.data.ioi_handwritten import HANDWRITTEN
-from course.models.evaluate import SPLIT_DATA, TARGETS, evaluate, final_family_figures, ioi_by_name_group
-from course.models.ioi_circuit import (CIRCUIT_TARGETS, DUPLICATE_ATTENTION, MIN_SINGLE_EFFECT, NM_ATTENTION,
+from course.training.evaluate import SPLIT_DATA, TARGETS, evaluate, final_family_figures, ioi_by_name_group
+from course.circuits.ioi import (CIRCUIT_TARGETS, DUPLICATE_ATTENTION, MIN_SINGLE_EFFECT, NM_ATTENTION,
                                        S_INHIBITION_ATTENTION)
-from course.models.train import TrainConfig
-from course.models.reproduce import COMPARED, current_record
+from course.models.loading import BUNDLED
+from course.training.train import TrainConfig
+from course.training.reproduce import COMPARED, current_record
 
 LABELS = {
     "prev_token_score": "previous-token head (below the induction head): mean attention to position i−1",
@@ -88,19 +90,21 @@ CIRCUIT_LABELS = {
 
 
 def _command(train: dict) -> str:
-    """The training command that reproduces these weights."""
-    extra = ""
-    if train.get("tokenizer_seed", -1) not in (-1, train["seed"]):
-        extra += f" --tokenizer-seed {train['tokenizer_seed']}"
-    # Every other setting that differs from train's default: a flag the card leaves out is a
-    # command that trains something else.
+    """The training command that reproduces these weights: every setting that differs from
+    ``course.training.train``'s defaults (the shipped model's) is a flag, since a flag the card
+    leaves out is a command that trains something else."""
     defaults = asdict(TrainConfig())
+    extra = ""
+    # -1 means "the model's seed": compare the tokenizer seeds that the two commands would use.
+    used = train.get("tokenizer_seed", -1) if train.get("tokenizer_seed", -1) >= 0 else train["seed"]
+    if used != (defaults["tokenizer_seed"] if defaults["tokenizer_seed"] >= 0 else train["seed"]):
+        extra += f" --tokenizer-seed {used}"
     for field, default in defaults.items():
         if field in ("seed", "steps", "tokenizer_seed"):
             continue
         if train.get(field, default) != default:
-            extra += f" --{field.replace('_', '-')} {train[field]}"
-    return f"python -m course.models.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
+            extra += f" --{field.replace('_', '-')} {shlex.quote(str(train[field]))}"
+    return f"python -m course.training.train --out DIR --steps {train['steps']} --seed {train['seed']}{extra}"
 
 
 def _recipient_text(r) -> str:
@@ -148,46 +152,15 @@ def _selection(train: dict) -> str:
     return rule.format(e=train.get("eval_every", "?"), w=what, s=train["selected_step"], by=train.get("selected_by", "?"))
 
 
-def _name_stats_text(train: dict) -> str:
-    choice = train.get("name_stats", TrainConfig.name_stats)
-    if choice == TrainConfig.name_stats:
-        return ""
-    if choice == "codes":
-        return ("\n\nNo name's embedding row is learned on its own (`--name-stats codes`, "
-                "`course.models.name_statistics`): each of the one-token names, those in IOI and the "
-                f"{N_NAMES_NEVER_IN_IOI} kept out alike, is a fixed random direction drawn once from the seed, "
-                f"placed around a mean and at a scale that all names share and that training learns{_code_dim_text(train)}. After every "
-                "optimizer step (and every update of the averaged weights) the names' rows of the tied token "
-                "embedding are reset to that shared mean plus their code times the shared scale. None of the "
-                "kept-out names is ever in an IOI sentence or story, so \"names never in IOI\" below measures IOI on "
-                "codes that IOI training never saw, drawn from the same distribution as the codes it did see.")
-    return (f"\n\nThe {N_NAMES_NEVER_IN_IOI} names kept out of IOI share the IOI names' embedding statistics "
-            "(`--name-stats shared`, `course.models.name_statistics`): after every optimizer step their rows of the "
-            "tied token embedding are shifted and scaled as one block so that their mean, and their mean distance "
-            "from it, equal the IOI names'; the averaged weights get the same after each update. What tells one "
-            "kept-out name from another is learned from its own one-person and plain sentences only, and none of "
-            "them is ever in an IOI sentence or story. So \"names never in IOI\" below measures IOI on names whose "
-            "identities IOI training never saw, but whose place as a group in the embedding is tied to the IOI "
-            "names' rather than learned.")
-
-
-def _code_dim_text(train: dict) -> str:
-    dim = train.get("name_code_dim", TrainConfig.name_code_dim)
-    if not dim:
-        return ""
-    return (f" (the codes lie in one random {dim}-dimensional subspace: once the names in IOI outnumber its "
-            "dimensions, their codes span it, and a kept-out name's code is a combination of theirs)")
-
-
 def _reproduction_text(path: Path) -> str:
-    """What ``python -m course.models.reproduce --record`` found, while it still names these weights."""
+    """What ``python -m course.training.reproduce --record`` found, while it still names these weights."""
     rec = current_record(path)
     if rec is None:
-        return ("\n\nReproduction: not yet checked for these weights (`python -m course.models.reproduce --record` "
+        return ("\n\nReproduction: not yet checked for these weights (`python -m course.training.reproduce --record` "
                 "retrains them from the seed and compares).")
     digests = "; ".join(f"{f} {rec['sha256'][f]['model'][:16]}…" for f in COMPARED)
     if rec["identical"]:
-        return (f"\n\nReproduction: on {rec['checked']}, `python -m course.models.reproduce --record` retrained this "
+        return (f"\n\nReproduction: on {rec['checked']}, `python -m course.training.reproduce --record` retrained this "
                 f"model from the seed with the command above (CPU, {rec['config']['threads']} thread(s); "
                 f"{rec['machine']}; {rec['rerun_wall_seconds'] / 60:.0f} minutes) and got the same bytes, "
                 f"SHA-256 identical ({digests}).")
@@ -203,7 +176,7 @@ def _circuit_section(c) -> str:
     rows = "\n".join(
         f"| {CIRCUIT_LABELS[k]} | {v:.3f} | {' '.join(map(str, CIRCUIT_TARGETS[k])) if k in CIRCUIT_TARGETS else ''} |"
         for k, v in c.figures.items())
-    return f"""Measured by `python -m course.models.ioi_circuit` (also part of `evaluate`). The heads of each class
+    return f"""Measured by `python -m course.circuits.ioi` (also part of `evaluate`). The heads of each class
 are named on the validation families and every figure is measured on the test families,
 each prompt with its "ABC" counterpart (a third name in place of S at S2); mean ablation
 is over the ABC prompts of the same sentence shape.
@@ -242,7 +215,7 @@ def write_card(path: Path) -> Path:
     rows = "\n".join(
         f"| {LABELS[k]} | {v:.3f} | {' '.join(map(str, TARGETS[k])) if k in TARGETS else ''} |"
         for k, v in report.figures.items())
-    corpus_recipe = recipe(train.get("recipe", "base"))
+    corpus_recipe = recipe(train.get("recipe", TrainConfig.recipe))
     mix = ", ".join(f"{k} {v:.0%}" for k, v in corpus_recipe.mix.items())
     missed = [f"- **Target not met: {LABELS[k]}** — {report.figures[k]:.3f}, target {' '.join(map(str, TARGETS[k]))}."
               for k in TARGETS if not report.meets(k)]
@@ -271,8 +244,8 @@ def write_card(path: Path) -> Path:
 
 A small GPT-2 (`transformers.GPT2LMHeadModel`) trained by this course on a synthetic
 curriculum in which every circuit the course teaches is present and measurable.
-Generated by `python -m course.models.card`; the figures are measured on held-out data
-by `python -m course.models.evaluate` (saved in `evaluation.json`).
+Generated by `python -m course.training.card`; the figures are measured on held-out data
+by `python -m course.training.evaluate` (saved in `evaluation.json`).
 
 ## Architecture
 
@@ -322,7 +295,7 @@ AdamW (0.9, 0.98), peak lr {train['lr']}, {train['warmup']} warm-up steps, cosin
 {train['batch']}, {train['steps']} steps ({train['steps'] * train['batch'] * BLOCK_LEN / 1e6:.1f} M tokens
 including padding), seed {train['seed']}. Wall time {train['wall_seconds'] / 60:.0f} minutes on
 {train['device']} with {train['threads']} thread(s) ({train['tokens_per_second']} loss tokens/s), a 2-core
-x86-64 machine shared with other jobs. {_selection(train)}{_name_stats_text(train)}{_reproduction_text(path)}
+x86-64 machine shared with other jobs. {_selection(train)}{_reproduction_text(path)}
 
 ## Measured phenomena (held-out data)
 
@@ -355,7 +328,7 @@ Order of emergence during training (checkpoint evaluations on smaller validation
 
 def _final_text(final: dict) -> str:
     fams = {kind: ", ".join(fs) for kind, fs in ioi.FINAL_KINDS.items()}
-    return (f"**Final families** (`python -m course.models.evaluate --final`). The test families have guided "
+    return (f"**Final families** (`python -m course.training.evaluate --final`). The test families have guided "
             f"choices between training runs (see the record of recipes below), so their figures are not an unseen "
             f"estimate. The final families (intros: {fams['intro']}; re-mentions: {fams['remention']}; endings: "
             f"{fams['ending']}) are shapes in no training text, not even one-person sentences, and are measured only "
@@ -390,13 +363,13 @@ def _name_group_limit(groups: dict[str, tuple[float, float]]) -> str:
             f"With {worst}, accuracy is {gap:.2f} below the IOI names' own: there, which names training put "
             f"in which roles still decides answers the sentence does not.")
     return (f"- IOI on the test families by whether IO and S are names kept out of IOI (accuracy, logit "
-            f"difference; `python -m course.models.evaluate --by-name-group test`): {parts}. {tail}")
+            f"difference; `python -m course.training.evaluate --by-name-group test`): {parts}. {tail}")
 
 
 def _attempts() -> str:
-    """The record of training recipes tried (``recipe_attempts.md``, kept by hand: each row is a
+    """The record of training recipes tried (``RECIPE_RECORD.md``, kept by hand: each row is a
     run's measured figures), appended to the card."""
-    f = Path(__file__).with_name("recipe_attempts.md")
+    f = BUNDLED["course-gpt2"] / "RECIPE_RECORD.md"
     return "\n" + f.read_text() if f.exists() else ""
 
 

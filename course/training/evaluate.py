@@ -1,6 +1,6 @@
 """Measure the phenomena the course teaches on a model, on held-out data.
 
-    python -m course.models.evaluate [PATH] [--json]
+    python -m course.training.evaluate [PATH] [--json]
 
 Every figure here is computed from the model in front of you; the model card and
 the tests quote these functions, never typed-in numbers.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -19,8 +18,8 @@ import torch.nn.functional as F
 
 from course.data import addition, facts, ioi
 from course.data.repeats import repeated_batch
-from course.data.splits import ioi_split
-from course.models.tokenizer import single_token_names
+from course.data.ioi_held_out import handwritten_ioi_prompts, held_out_ioi_prompts, name_group_prompts
+from course.data.vocabulary import single_token_names
 
 # Floors the shipped model must reach, on the test split (issues 3 and 11).
 TARGETS = {
@@ -46,7 +45,7 @@ SPLIT_DATA = {
 class Report:
     figures: dict = field(default_factory=dict)
     heads: dict = field(default_factory=dict)
-    circuit: object = None          # a course.models.ioi_circuit.CircuitReport, on the test split
+    circuit: object = None          # a course.circuits.ioi.CircuitReport, on the test split
 
     def meets(self, name: str) -> bool:
         op, floor = TARGETS[name]
@@ -54,7 +53,7 @@ class Report:
         return value >= floor if op == ">=" else value <= floor
 
     def all_met(self) -> bool:
-        from course.models.ioi_circuit import CIRCUIT_TARGETS
+        from course.circuits.ioi import CIRCUIT_TARGETS
 
         circuit_ok = self.circuit is None or all(self.circuit.meets(k) for k in CIRCUIT_TARGETS)
         return all(self.meets(k) for k in TARGETS if k in self.figures) and circuit_ok
@@ -142,35 +141,6 @@ def induction_measures(model, tokenizer, n_seqs: int = 40, lengths=(20, 30, 40, 
 
 # --- IOI ---------------------------------------------------------------------------
 
-def held_out_ioi_prompts(tokenizer, n: int = 400, seed: int = 0, unseen_names: bool = False,
-                         split: str = "test") -> list[ioi.IOIPrompt]:
-    """Prompts whose intro, re-mention and ending families all come from ``split``
-    ("test", "validation" or "train"), on held-out name pairs (or on names never in IOI)."""
-    names = ioi_split(single_token_names(tokenizer))
-    rng = random.Random(seed)
-    pairs = [tuple(sorted(p)) for p in sorted(names.held_out_pairs, key=sorted)]
-    prompts = []
-    for _ in range(n):
-        io, s = rng.sample(names.unseen_names, 2) if unseen_names else rng.sample(rng.choice(pairs), 2)
-        prompts.append(ioi.ioi_prompt(rng, io, s, split))
-    return prompts
-
-
-def handwritten_ioi_prompts(tokenizer, seed: int = 0, per_sentence: int = 8) -> list[ioi.IOIPrompt]:
-    """The hand-written sentences (course.data.ioi_handwritten), each with several held-out name pairs."""
-    from course.data.ioi_handwritten import HANDWRITTEN
-
-    names = ioi_split(single_token_names(tokenizer))
-    rng = random.Random(seed)
-    pairs = [tuple(sorted(p)) for p in sorted(names.held_out_pairs, key=sorted)]
-    prompts = []
-    for sentence in HANDWRITTEN:
-        for _ in range(per_sentence):
-            io, s = rng.sample(rng.choice(pairs), 2)
-            prompts.append(ioi.IOIPrompt(sentence.format(IO=io, S=s), io, s))
-    return prompts
-
-
 def final_family_figures(model, tokenizer, n: int = 400, seed: int = 0) -> dict[str, float]:
     """IOI on the final families (``course.data.ioi.FINAL_KINDS``): accuracy and mean logit
     difference on held-out name pairs and on names never in IOI.
@@ -182,27 +152,6 @@ def final_family_figures(model, tokenizer, n: int = 400, seed: int = 0) -> dict[
         acc, diff = ioi_measures(model, tokenizer, held_out_ioi_prompts(tokenizer, n, seed, unseen, "final"))
         figures["ioi_accuracy" + suffix], figures["ioi_logit_diff" + suffix] = acc, diff
     return figures
-
-
-NAME_GROUPS = ("both kept out", "IO kept out", "S kept out", "neither")
-
-
-def name_group_prompts(tokenizer, split: str = "test", n: int = 400, seed: int = 0) -> dict[str, list[ioi.IOIPrompt]]:
-    """``n`` prompts on ``split``'s families for each of :data:`NAME_GROUPS`: whether IO and S
-    are names kept out of IOI (any names of the group, held-out pairs or not)."""
-    names = ioi_split(single_token_names(tokenizer))
-    kept_out, ioi_names = list(names.unseen_names), list(names.ioi_names)
-    pools = dict(zip(NAME_GROUPS, [(kept_out, kept_out), (kept_out, ioi_names), (ioi_names, kept_out),
-                                   (ioi_names, ioi_names)]))
-    out = {}
-    for group, (io_pool, s_pool) in pools.items():
-        rng, prompts = random.Random(seed), []
-        while len(prompts) < n:
-            io, s = rng.choice(io_pool), rng.choice(s_pool)
-            if io != s:
-                prompts.append(ioi.ioi_prompt(rng, io, s, split))
-        out[group] = prompts
-    return out
 
 
 def ioi_by_name_group(model, tokenizer, split: str = "test", n: int = 400, seed: int = 0) -> dict[str, tuple[float, float]]:
@@ -325,7 +274,7 @@ def evaluate(model, tokenizer, quick: bool = False, split: str = "test", circuit
     """Every figure of the card on ``split``'s data ("test" or "validation", see SPLIT_DATA).
 
     The test split adds IOI on hand-written sentences and on the training families (for
-    comparison), and, unless ``quick``, the IOI circuit (course.models.ioi_circuit; it
+    comparison), and, unless ``quick``, the IOI circuit (course.circuits.ioi; it
     wraps ``model`` in the lens, so call it last). ``quick`` uses fewer prompts.
     """
     model.eval()
@@ -366,7 +315,7 @@ def evaluate(model, tokenizer, quick: bool = False, split: str = "test", circuit
     rep.figures.update(addition_measures(model, tokenizer, adds[:200] if quick else adds))
     if circuit if circuit is not None else (split == "test" and not quick):
         from course.lens import HookedGPT2
-        from course.models.ioi_circuit import ioi_circuit
+        from course.circuits.ioi import ioi_circuit
 
         rep.circuit = ioi_circuit(HookedGPT2(model, tokenizer))
     return rep

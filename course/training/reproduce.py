@@ -1,8 +1,8 @@
 """Check that a model's training command gives back its weights bit for bit.
 
-    python -m course.models.reproduce                    # the shipped course model
-    python -m course.models.reproduce DIR --work W       # any finished run; W: where the rerun trains
-    python -m course.models.reproduce --record           # also write reproduction.json beside the model
+    python -m course.training.reproduce                    # the shipped course model
+    python -m course.training.reproduce DIR --work W       # any finished run; W: where the rerun trains
+    python -m course.training.reproduce --record           # also write reproduction.json beside the model
 
 The rerun reads ``DIR/training_config.json`` and trains the same :class:`TrainConfig` from its
 seed, on the CPU with the recorded thread count and evaluation interval (the interval decides
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from course.models.loading import BUNDLED
-from course.models.train import TrainConfig, train
+from course.training.train import TrainConfig, train
 
 # The files that carry what was learned: the weights and the vocabulary the tokenizer learned.
 COMPARED = ("model.safetensors", "tokenizer.json")
@@ -54,7 +54,7 @@ def recorded_config(model_dir: Path) -> tuple[TrainConfig, int]:
     path = Path(model_dir) / "training_config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: point at the --out directory of a finished "
-                                "python -m course.models.train run (or the shipped course/assets/course-gpt2)")
+                                "python -m course.training.train run (or the shipped course/assets/course-gpt2)")
     saved = json.loads(path.read_text())
     if saved.get("device", "cpu") != "cpu":
         raise ValueError(f"{model_dir} was trained on {saved['device']}; bit-for-bit reproduction is promised "

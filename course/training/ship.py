@@ -1,7 +1,7 @@
 """Make a newly trained model the course model, and rebuild everything trained or computed on it.
 
-    python -m course.models.ship DIR              # DIR: the --out of course.models.train
-    python -m course.models.ship DIR --dry-run    # print the steps, change nothing
+    python -m course.training.ship DIR              # DIR: the --out of course.training.train
+    python -m course.training.ship DIR --dry-run    # print the steps, change nothing
 
 The course's other artifacts are trained on the course model or computed from it, so a new
 model means, in order: its files into ``course/assets/course-gpt2``; its card (which
@@ -23,17 +23,17 @@ import time
 from pathlib import Path
 
 from course.models.loading import BUNDLED
-from course.models.reproduce import RECORD
+from course.training.reproduce import RECORD
 
-# What course.models.train writes that the course ships (checkpoints and the best-step file
+# What course.training.train writes that the course ships (checkpoints and the best-step file
 # are deleted by a finished run; the card and evaluation are written here, not copied).
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                "tokenizer_config.json", "training_config.json", "training_log.jsonl")
 
 STEPS = (
-    ("model card and evaluation", ["-m", "course.models.card", "{assets}"]),
-    ("chapter 5's SAE", ["-m", "course.saes.train"]),
-    ("chapter 7's transcoders", ["-m", "course.attribution.train_transcoders", "--no-progress"]),
+    ("model card and evaluation", ["-m", "course.training.card", "{assets}"]),
+    ("chapter 5's SAE", ["-m", "course.training.sae"]),
+    ("chapter 7's transcoders", ["-m", "course.training.transcoders", "--no-progress"]),
     ("chapters' expected values", ["-m", "course.build"]),
 )
 
@@ -46,7 +46,7 @@ def check_trained(run: Path) -> None:
     missing = [f for f in MODEL_FILES if not (run / f).exists()]
     if missing:
         hint = (" It holds a checkpoint: the run did not finish; continue it with "
-                f"python -m course.models.train --out {run} --resume (and the run's other arguments)."
+                f"python -m course.training.train --out {run} --resume (and the run's other arguments)."
                 if (run / "checkpoint.pt").exists() else "")
         raise NotATrainedModel(f"{run} is not a finished training run: {', '.join(missing)} missing.{hint}")
 
@@ -82,7 +82,7 @@ def ship(run: Path, assets: Path = BUNDLED["course-gpt2"], dry_run: bool = False
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path, help="the --out directory of a finished course.models.train run")
+    ap.add_argument("run", type=Path, help="the --out directory of a finished course.training.train run")
     ap.add_argument("--dry-run", action="store_true", help="print the steps; change nothing")
     args = ap.parse_args(argv)
     try:

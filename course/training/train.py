@@ -1,19 +1,18 @@
 """Train the course GPT-2 from a seed.
 
-    python -m course.models.train --out course/assets/course-gpt2            # the shipped model
-    python -m course.models.train --out /tmp/run --resume                     # continue a run
-    python -m course.models.train --out /tmp/smoke --steps 20 --eval-every 0  # a smoke test
-    python -m course.models.train --out /tmp/s2 --seed 2 --tokenizer-seed 1   # another seed, same vocabulary
-    python -m course.models.train --out /tmp/e1 --ema-decays 0.999,0.9998      # ship a running average
-    python -m course.models.train --out /tmp/r2 --seed 2 --recipe recipient    # another corpus recipe
-    python -m course.models.train --out /tmp/g2 --select-by name-groups       # choose on every name group too
-    python -m course.models.train --out /tmp/n2 --name-stats shared          # kept-out names share IOI names' statistics
-    python -m course.models.train --out /tmp/n3 --name-stats codes           # every name a fixed random code
-    python -m course.models.train --out /tmp/n4 --name-stats codes --name-code-dim 32   # ... in a 32-dim subspace
+    python -m course.training.train --out DIR                        # the shipped model (the defaults)
+    python -m course.training.train --out DIR --resume               # continue a run
+    python -m course.training.train --out /tmp/smoke --steps 20 --eval-every 0   # a smoke test
+    python -m course.training.train --out /tmp/s2 --seed 2           # another seed, same vocabulary
+
+The defaults are the shipped model's settings, read from its ``training_config.json``
+(:data:`SHIPPED_CONFIG`), so a bare run reproduces it; ``python -m course.training.reproduce``
+checks that bit for bit. Runs of earlier recipes are reproduced from the commits that the
+record of runs (``course/assets/course-gpt2/RECIPE_RECORD.md``) names.
 
 Same seed and arguments, same weights (on the same hardware and thread count). It
 trains the tokenizer, streams the synthetic corpus (course.data.corpus), logs the
-loss and the course's phenomena (course.models.evaluate) at checkpoints, and can
+loss and the course's phenomena (course.training.evaluate) at checkpoints, and can
 resume from its last checkpoint.
 """
 
@@ -31,75 +30,53 @@ import torch
 from tqdm.auto import tqdm
 
 from course.data.corpus import BLOCK_LEN, recipe, training_chunk
-from course.data.splits import ioi_split
-from course.models.evaluate import NAME_GROUPS, TARGETS, evaluate, ioi_by_name_group
-from course.models.loading import default_device
-from course.models.name_statistics import apply_codes, check_name_stats, name_codes, name_token_ids, share_statistics
-from course.models.tokenizer import VOCAB_SIZE, single_token_names, train_tokenizer
+from course.training.evaluate import TARGETS, evaluate
+from course.models.loading import BUNDLED, default_device
+from course.data.vocabulary import single_token_names
+from course.models.tokenizer import VOCAB_SIZE
+from course.training.tokenizer import train_tokenizer
 
 CHUNK_STEPS = 100   # the data stream is generated 100 steps at a time, each chunk from its own seed
-# Checkpoint selection, on validation data only (course.models.evaluate.SPLIT_DATA): among
+# Checkpoint selection, on validation data only (course.training.evaluate.SPLIT_DATA): among
 # evaluations where every floor is met on validation data, keep the one whose weakest
 # held-out ability is strongest. The test families, phrasing and sums decide nothing.
 SELECTION = "min(ioi_accuracy, ioi_accuracy_unseen_names, fact_accuracy, addition_accuracy) on validation data"
-# ``--select-by name-groups`` adds IOI accuracy in each name group (course.models.evaluate.NAME_GROUPS:
-# IO and/or S kept out of IOI) to the minimum. The floors alone sit at 1.000 for most runs' late
-# checkpoints; a group with only S kept out can still be at 0.6 there (runs v12, recipe_attempts.md).
-SELECT_BY = {"floors": SELECTION,
-             "name-groups": SELECTION.replace(") on", ", IOI accuracy of every name group) on")}
-# The name groups' figures, in the training log: ioi_accuracy_both_kept_out, ..., ioi_accuracy_neither.
-GROUP_FIGURES = {g: "ioi_accuracy_" + g.replace(" ", "_") for g in NAME_GROUPS}
+# The shipped model's settings: TrainConfig's defaults, so that a bare command reproduces it.
+SHIPPED_CONFIG = BUNDLED["course-gpt2"] / "training_config.json"
+_SHIPPED = json.loads(SHIPPED_CONFIG.read_text())
 
 
 def selection_score(rep) -> float:
     f = rep.figures
-    groups = [f[k] for k in GROUP_FIGURES.values() if k in f]
-    return min(f["ioi_accuracy"], f["ioi_accuracy_unseen_names"], f["fact_accuracy"], f["addition_accuracy"], *groups)
-
-
-def add_name_groups(rep, model, tokenizer, quick: bool) -> None:
-    """Put IOI accuracy in each name group, on the validation families, into ``rep.figures``."""
-    for group, (acc, _) in ioi_by_name_group(model, tokenizer, "validation", n=100 if quick else 400, seed=1000).items():
-        rep.figures[GROUP_FIGURES[group]] = acc
-
-
-def check_select_by(name: str) -> None:
-    if name not in SELECT_BY:
-        raise ValueError(f"unknown --select-by {name!r}: choose one of {', '.join(SELECT_BY)}")
+    return min(f["ioi_accuracy"], f["ioi_accuracy_unseen_names"], f["fact_accuracy"], f["addition_accuracy"])
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    steps: int = 30_000
-    batch: int = 8
-    lr: float = 2e-3
-    warmup: int = 200
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    clip: float = 1.0
-    n_layer: int = 4
-    n_head: int = 8
-    d_model: int = 128
-    threads: int = 1
+    """A training run's settings. Every default is the shipped model's (:data:`SHIPPED_CONFIG`)."""
+
+    seed: int = _SHIPPED["seed"]
+    steps: int = _SHIPPED["steps"]
+    batch: int = _SHIPPED["batch"]
+    lr: float = _SHIPPED["lr"]
+    warmup: int = _SHIPPED["warmup"]
+    min_lr_ratio: float = _SHIPPED["min_lr_ratio"]
+    weight_decay: float = _SHIPPED["weight_decay"]   # on matrices only (optimizer_for)
+    clip: float = _SHIPPED["clip"]
+    n_layer: int = _SHIPPED["n_layer"]
+    n_head: int = _SHIPPED["n_head"]
+    d_model: int = _SHIPPED["d_model"]
+    threads: int = _SHIPPED["threads"]
     # The tokenizer's seed (-1: the model's). Fixing it while the seed varies keeps the vocabulary,
     # and with it the names kept out of IOI, the same across a seed study.
-    tokenizer_seed: int = -1
+    tokenizer_seed: int = _SHIPPED["tokenizer_seed"]
     # Comma-separated decays of exponential moving averages of the weights ("" for none). Each
     # average is a shadow model: training never reads it, so the raw trajectory is the one the
     # same seed gives without averages. The raw weights are still evaluated and logged, but with
     # averages the shipped weights are chosen among the averages only.
-    ema_decays: str = ""
-    # The corpus recipe (course.data.corpus.RECIPES); "base" is the shipped model's stream.
-    recipe: str = "base"
-    # How the shipped checkpoint is chosen on validation data (SELECT_BY); "floors" is the shipped model's.
-    select_by: str = "floors"
-    # "shared": the names kept out of IOI keep the IOI names' embedding mean and spread; "codes":
-    # every name's row is a fixed random code around a shared learned mean and scale
-    # (course.models.name_statistics); "free" is the shipped model's.
-    name_stats: str = "free"
-    # With name_stats "codes": the dimension of the subspace the codes lie in (0: the whole width).
-    name_code_dim: int = 0
+    ema_decays: str = _SHIPPED["ema_decays"]
+    # The corpus recipe (course.data.corpus.RECIPES).
+    recipe: str = _SHIPPED["recipe"]
 
 
 def ema_decay_list(cfg: TrainConfig) -> list[float]:
@@ -161,20 +138,6 @@ class Selection:
         return None, steps, "raw"
 
 
-def name_stats_sharer(cfg: TrainConfig, tokenizer, names):
-    """A function of a model that applies ``cfg.name_stats`` to its (tied) token embeddings."""
-    if cfg.name_stats == "free":
-        return lambda model: None
-    split = ioi_split(names)
-    ioi_ids, kept_ids = name_token_ids(tokenizer, split.ioi_names), name_token_ids(tokenizer, split.unseen_names)
-    if cfg.name_stats == "codes":
-        ids = ioi_ids + kept_ids
-        # Its own generator, so the codes leave the weights' initialization and data order as they are.
-        codes = name_codes(len(ids), cfg.d_model, seed=cfg.seed, dim=cfg.name_code_dim)
-        return lambda model: apply_codes(model.transformer.wte.weight, ids, codes)
-    return lambda model: share_statistics(model.transformer.wte.weight, ioi_ids, kept_ids)
-
-
 def build_model(cfg: TrainConfig):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -209,17 +172,13 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
           ckpt_every: int = 1000, device=None, stop_after: int | None = None) -> Path | None:
     """Train (or resume) into ``out``. ``stop_after``: checkpoint after that step and return
     None, as if interrupted (``resume=True`` continues from there)."""
-    recipe(cfg.recipe)   # an unknown recipe or selection fails before any work
-    check_select_by(cfg.select_by)
-    check_name_stats(cfg.name_stats, cfg.name_code_dim, cfg.d_model)
+    recipe(cfg.recipe)   # an unknown recipe fails before any work
     torch.set_num_threads(cfg.threads)
     device = default_device(device)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(seed=cfg.seed if cfg.tokenizer_seed < 0 else cfg.tokenizer_seed)
     names = single_token_names(tokenizer)
     model = build_model(cfg).to(device)
-    share_name_stats = name_stats_sharer(cfg, tokenizer, names)
-    share_name_stats(model)
     opt = optimizer_for(model, cfg)
     shadows = {d: copy.deepcopy(model).requires_grad_(False) for d in ema_decay_list(cfg)}
     ckpt, log_path = out / "checkpoint.pt", out / "training_log.jsonl"
@@ -266,10 +225,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
-        share_name_stats(model)
         update_averages(shadows, model)
-        for shadow in shadows.values():   # the average of shared rows keeps their mean, not their spread
-            share_name_stats(shadow)
         tokens += int((labels != -100).sum())
         if step % 100 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}")
@@ -279,8 +235,6 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
             for name, net in [("raw", model)] + [(f"ema{d}", sh) for d, sh in shadows.items()]:
                 net.set_attn_implementation("eager")   # attention weights for the head scores
                 rep = evaluate(net, tokenizer, quick=done != cfg.steps, split="validation")
-                if cfg.select_by == "name-groups":
-                    add_name_groups(rep, net, tokenizer, quick=done != cfg.steps)
                 net.set_attn_implementation("sdpa")
                 tag = {"weights": name} if shadows else {}    # logs without averages keep their format
                 log({"step": done, "tokens_seen": done * cfg.batch * BLOCK_LEN, **tag, **rep.figures, **rep.heads})
@@ -316,7 +270,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
          "tokens_per_second": round(tokens / max(elapsed, 1e-9)), "selected_step": selected,
          "selected_weights": selected_weights,
          **({"raw_selected_step": raw_step} if shadows else {}),
-         "selected_by": SELECT_BY[cfg.select_by], "eval_every": eval_every}, indent=2))
+         "selected_by": SELECTION, "eval_every": eval_every}, indent=2))
     ckpt.unlink(missing_ok=True)
     for sel in selections.values():
         sel.path.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """Train the course's transcoders, one per MLP layer, and save them with their metrics and card.
 
-    python -m course.attribution.train_transcoders                 # course/assets/course-transcoders
-    python -m course.attribution.train_transcoders --tokens 50000 --out /tmp/tcs --seed 1
+    python -m course.training.transcoders                 # course/assets/course-transcoders
+    python -m course.training.transcoders --tokens 50000 --out /tmp/tcs --seed 1
 
 Deterministic for a seed on CPU with one thread (a few minutes for all four layers).
 """

@@ -9,7 +9,7 @@ import circuitsvis as cv
 import ipywidgets as widgets
 import torch
 
-from course.heads import DETECTORS, detector_scores
+from course.circuits import DETECTORS, detector_scores
 from course.widgets.base import PromptExplorer, heat, html_output, inline_html
 
 

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 import torch
 
 from course.data import facts
-from course.editing import Edit, edit_prompts, request_for, rome_edit
+from course.editing import Edit, edit_prompts, edit_requests, request_for, rome_edit
 
 
 @dataclass
@@ -69,7 +69,6 @@ class FactEditor(widgets.VBox):
     def __init__(self, model, C, layer: int, country: str | None = None, new_capital: str | None = None):
         self.model, self.C, self.layer = model, C, layer
         if country is None or new_capital is None:     # a default edit the model can make: a one-token capital
-            from course.findings_ch4 import edit_requests
             request = edit_requests(model, 1)[0]
             country, new_capital = request.country, request.new_answer.strip()
         self.country = widgets.Text(value=country, description="Country")

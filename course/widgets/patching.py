@@ -238,7 +238,8 @@ class IOIExplorer(widgets.VBox):
             fig, ax = plt.subplots(figsize=(6, 2.6))
             names = [k.replace("_", " ") for k in b.parts]
             ax.barh(names, list(b.parts.values()), color=["tab:red" if v < 0 else "tab:blue" for v in b.parts.values()])
-            ax.axvline(0, color="k", lw=0.6); ax.invert_yaxis()
+            ax.axvline(0, color="k", lw=0.6)
+            ax.invert_yaxis()
             ax.set_xlabel("direct contribution to logit(IO) − logit(S)")
             self.view.children = (figure_output(fig),)
             self.status.value = (f"{html.escape(b.text)!s} → logit({html.escape(self.io.value.strip())}) − "

@@ -1,6 +1,6 @@
 """Checks for chapter 1, "The residual stream": one function per exercise.
 
-    from course.checks import ch1_residual_stream as check
+    from course.chapters.ch1_residual_stream import checks as check
     check.logit_lens(logit_lens)          # prints ✓ / ✗ / "not implemented yet"
 """
 
@@ -13,9 +13,9 @@ import torch
 
 from course.checks.core import Case, Exercise, exercise_functions
 from course.data import facts, ioi
-from course.findings import ioi_batch
+from course.chapters.ch1_residual_stream.findings import ioi_batch
 from course.data.splits import ioi_split
-from course.models.tokenizer import single_token_names
+from course.data.vocabulary import single_token_names
 
 CHAPTER = "ch1_residual_stream"
 

@@ -1,4 +1,4 @@
-"""Claims the chapters make about the course model, computed from the model itself.
+"""Claims chapter 1 makes about the course model, computed from the model itself.
 
 Each function returns the numbers the chapter prints and the tests assert; none is
 typed in anywhere.
@@ -12,7 +12,7 @@ import torch
 
 from course.data import facts, ioi
 from course.data.splits import ioi_split
-from course.models.tokenizer import single_token_names
+from course.data.vocabulary import single_token_names
 
 
 @torch.no_grad()
@@ -69,62 +69,3 @@ def ioi_attribution_summary(model, n_prompts: int = 60, seed: int = 0) -> dict:
         "negative_components": [lab for lab, v in zip(labels, comps.tolist()) if v < -0.1],
         "negative_heads": [lab for lab, v in zip(head_labels, per_head.tolist()) if v < -0.1],
     }
-
-
-def _held_out_texts(model, n: int = 40, seed: int = 1) -> list[str]:
-    """Held-out IOI stories with their answers: plain text for head statistics."""
-    from course.models.evaluate import held_out_ioi_prompts
-
-    return [p.text + p.answer + "." for p in held_out_ioi_prompts(model.tokenizer, n, seed)]
-
-
-@torch.no_grad()
-def previous_token_head(model, min_layer: int = 0) -> dict:
-    """The head with the highest previous-token score on held-out text: {layer, head, score}."""
-    from course.heads import all_detector_scores
-
-    prev = all_detector_scores(model, _held_out_texts(model))[0, min_layer:]      # [layer, head]
-    layer, head = divmod(int(prev.argmax()), model.cfg.n_heads)
-    return {"layer": layer + min_layer, "head": head, "score": float(prev.max())}
-
-
-@torch.no_grad()
-def positional_offset_peaks(model, layer: int, head: int, n_pos: int | None = None) -> dict:
-    """Where each query position's positional QK scores peak among the keys it can see (j <= i)."""
-    from course import circuits
-
-    scores = circuits.positional_qk(model, layer, head, n_pos).full()
-    n = scores.shape[0]
-    scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1), float("-inf"))
-    offsets = scores[1:].argmax(-1) - torch.arange(1, n, device=scores.device)     # query 0 sees only itself
-    values, counts = offsets.unique(return_counts=True)
-    return {"share_at_minus_one": float((offsets == -1).float().mean()),
-            "most_common_offset": int(values[counts.argmax()])}
-
-
-@torch.no_grad()
-def low_rank_savings(model, layer: int, head: int, n_tokens: int = 512, repeats: int = 3) -> dict:
-    """Time and memory of the OV circuit's eigenvalues on the first ``n_tokens`` tokens:
-    the full ``n x n`` table against the factored form (the full eigendecomposition grows
-    as n³, which is why the chapter times a slice rather than all 2048 tokens)."""
-    import time
-
-    from course import circuits
-
-    ids = torch.arange(n_tokens, device=model.device)
-    ov = circuits.ov(model, layer, head, ids, ids)
-
-    def best_of(fn):
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t)
-        return min(times), out
-
-    full_s, full_eig = best_of(lambda: torch.linalg.eigvals(ov.full()))
-    fact_s, fact_eig = best_of(ov.eigenvalues)
-    k = ov.inner
-    return {"n_tokens": n_tokens, "full_seconds": full_s, "factored_seconds": fact_s,
-            "full_bytes": n_tokens * n_tokens * 4, "factored_bytes": 2 * n_tokens * k * 4 + k * k * 4,
-            "largest_full": float(full_eig.abs().max()), "largest_factored": float(fact_eig.abs().max())}

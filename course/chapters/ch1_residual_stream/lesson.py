@@ -40,7 +40,7 @@ from torch import Tensor
 
 # %% tags=["setup"]
 import course
-from course.checks import ch1_residual_stream as check
+from course.chapters.ch1_residual_stream import checks as check
 from course.widgets import AttributionExplorer, LogitLensExplorer, attribution_table, logit_lens_table
 
 torch.set_grad_enabled(False)
@@ -302,7 +302,7 @@ check.logit_lens(logit_lens, hidden=True, quiet=True).require()
 # invented countries; try a sum (`calc: 36 + 59 =`) or a story too.
 
 # %%
-from course.data import facts as kb  # noqa: E402
+from course.data import facts as kb
 
 country = kb.countries()[0]
 print(f"{country.name}: capital {country.capital}, language {country.language}, sport {country.sport}")
@@ -316,7 +316,7 @@ LogitLensExplorer(model, f"The capital of {country.name} is")
 # all invented countries; the numbers are the model's, not ours.
 
 # %%
-from course.findings import fact_emergence  # noqa: E402
+from course.chapters.ch1_residual_stream.findings import fact_emergence
 
 emergence = fact_emergence(model, relation="capital")
 for depth, share in emergence.items():
@@ -423,7 +423,7 @@ AttributionExplorer(model, prompt, " Mary", " John")
 # says whether the largest push here comes from an attention layer or an MLP.
 
 # %%
-from course.findings import ioi_attribution_summary  # noqa: E402
+from course.chapters.ch1_residual_stream.findings import ioi_attribution_summary
 
 summary = ioi_attribution_summary(model, n_prompts=60)
 print(f"mean logit difference: {summary['logit_diff']:.2f}")

@@ -1,6 +1,6 @@
 """Checks for chapter 2, "Attention: the QK and OV circuits".
 
-    from course.checks import ch2_qk_ov_circuits as check
+    from course.chapters.ch2_qk_ov_circuits import checks as check
     check.attention_pattern(attention_pattern)
 """
 

@@ -35,7 +35,7 @@ from torch import Tensor
 # %% tags=["setup"]
 import course
 from course import circuits
-from course.checks import ch2_qk_ov_circuits as check
+from course.chapters.ch2_qk_ov_circuits import checks as check
 from course.widgets import AttentionExplorer, CircuitViewer
 
 torch.set_grad_enabled(False)
@@ -146,12 +146,12 @@ check.detector_scores(detector_scores, hidden=True, quiet=True).require()
 
 # %% [markdown]
 # Run the detectors over a set of held-out sentences. The toolkit's
-# `course.findings.previous_token_head` does exactly this; the cell prints every head's
+# `findings.previous_token_head` does exactly this; the cell prints every head's
 # scores and names the model's previous-token head.
 
 # %%
-from course.findings import previous_token_head  # noqa: E402
-from course.heads import all_detector_scores  # noqa: E402
+from course.chapters.ch2_qk_ov_circuits.findings import previous_token_head
+from course.circuits import all_detector_scores
 
 texts = ["When Anna and Tom went to the park, Tom gave a book to Anna.",
          "The capital of Velmoria is Tarsk.", "calc: 36 + 59 = 95",
@@ -237,14 +237,14 @@ check.positional_qk_circuit(positional_qk_circuit, hidden=True, quiet=True).requ
 # the head the detectors found:
 
 # %%
-from course.findings import positional_offset_peaks  # noqa: E402
+from course.chapters.ch2_qk_ov_circuits.findings import positional_offset_peaks
 
 peaks = positional_offset_peaks(model, found["layer"], found["head"])
 print(f"L{found['layer']}H{found['head']}: the positional QK circuit peaks at offset -1 for "
       f"{peaks['share_at_minus_one']:.0%} of query positions (most common offset: {peaks['most_common_offset']})")
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 pos = circuits.positional_qk(model, found["layer"], found["head"], 32).full()
 pos = pos.masked_fill(torch.ones_like(pos, dtype=torch.bool).triu(1), float("nan"))
@@ -328,7 +328,7 @@ CircuitViewer(model, " Mary John Anna Tom gave the a to", layer=1, head=0, kind=
 # (the cell below prints both sizes for the model in front of you). Nothing about it needs the big
 # table: for $M = AB$ with $A$ of shape $n \times k$ and $B$ of shape $k \times n$, the
 # non-zero eigenvalues of $AB$ are exactly the eigenvalues of the small $k \times k$
-# matrix $BA$. The toolkit's `course.factored.FactoredMatrix` keeps such products
+# matrix $BA$. The toolkit's `course.lens.factored.FactoredMatrix` keeps such products
 # factored and computes eigenvalues, singular values and norms from $k \times k$ products.
 #
 # The eigenvalues of the OV circuit summarise copying in one more way: a head that copies
@@ -368,7 +368,7 @@ check.ov_eigenvalues(ov_eigenvalues, hidden=True, quiet=True).require()
 # measured here, on your machine.
 
 # %%
-from course.findings import low_rank_savings  # noqa: E402
+from course.chapters.ch2_qk_ov_circuits.findings import low_rank_savings
 
 print(f"d_head = {model.cfg.d_head}, d_vocab = {model.cfg.d_vocab}: the OV circuit through the embeddings is "
       f"{model.cfg.d_vocab}x{model.cfg.d_vocab} with rank at most {model.cfg.d_head}")

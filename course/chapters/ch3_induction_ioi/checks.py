@@ -1,6 +1,6 @@
 """Checks for chapter 3, "Induction heads and the IOI circuit".
 
-    from course.checks import ch3_induction_ioi as check
+    from course.chapters.ch3_induction_ioi import checks as check
     check.induction_scores(induction_scores)
 """
 
@@ -113,7 +113,7 @@ def _composition_unnormalized(W_A, W_B):
 
 
 def _ablation_whole_sequence(model, tokens, seq_len, mean_z=None):
-    from course.findings_ch3 import head_ablation_losses
+    from course.chapters.ch3_induction_ioi.findings import head_ablation_losses
 
     return head_ablation_losses(model, tokens, seq_len, mean_z, start=0)
 

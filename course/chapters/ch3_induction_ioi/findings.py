@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from course.circuits import composition_scores
-from course.heads import detector_scores, induction_scores
+from course.circuits import detector_scores, induction_scores
 
 INDUCTION_THRESHOLD = 0.4      # a head with an induction (or previous-token) score at least this is named one
 FORMED_THRESHOLD = 0.4         # the training step where the best induction score first reaches this
@@ -39,7 +39,7 @@ def _heads_at_least(scores, threshold) -> list[str]:
 
 @torch.no_grad()
 def induction_summary(model, cache, seq_len: int) -> dict:
-    """Every head's induction score (``course.heads.induction_scores``), the induction heads (score
+    """Every head's induction score (``course.circuits.detectors.induction_scores``), the induction heads (score
     ≥ 0.4) and the previous-token heads (chapter 2's detector on the first half, where nothing
     repeats yet). ``cache``: the patterns of a sequence repeated after BOS."""
     induction = torch.stack([induction_scores(cache["pattern", l], seq_len) for l in range(model.cfg.n_layers)])
@@ -200,7 +200,7 @@ def path_patching_sweep(model, data, receiver: str, rows=None) -> dict:
     """Share of the logit difference removed by patching each earlier head's ABC output into
     ``receiver``'s queries, keys or values (path patching), on the dataset's prompts ``rows``
     (a boolean mask; all when None)."""
-    from course.models.ioi_circuit import runs
+    from course.circuits.ioi import runs
     from course.patching import path_patch
 
     r = runs(model, data if rows is None else subset(data, rows))
@@ -301,7 +301,9 @@ def draw_circuit(report, n_layers: int):
         ax.scatter([], [], color=colour, label=cls.replace("_", " ") + ("" if getattr(report, cls) else " (none)"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_yticks(range(n_layers + 1), [f"layer {l}" for l in range(n_layers)] + ["out"])
-    ax.set_xticks([]); ax.set_xlim(-1, width + 0.5); ax.set_ylim(-0.7, n_layers + 0.7)
+    ax.set_xticks([])
+    ax.set_xlim(-1, width + 0.5)
+    ax.set_ylim(-0.7, n_layers + 0.7)
     ax.set_title("the IOI circuit's classes in the course model")
     return fig
 

@@ -40,7 +40,7 @@ from torch import Tensor
 import time
 
 import course
-from course.checks import ch3_induction_ioi as check
+from course.chapters.ch3_induction_ioi import checks as check
 from course.data.repeats import repeated_batch
 
 started = time.perf_counter()
@@ -83,9 +83,9 @@ check.per_token_loss(per_token_loss, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from course.findings_ch3 import repeat_losses  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import repeat_losses
 
 losses = repeat_losses(model, rep_tokens, seq_len)
 plt.figure(figsize=(8, 2.6))
@@ -128,13 +128,13 @@ check.induction_scores(induction_scores, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The toolkit's `course.heads.induction_scores` computes the same from one layer's pattern; the
+# The toolkit's `course.circuits.detectors.induction_scores` computes the same from one layer's pattern; the
 # rest of the chapter uses the toolkit, so it runs whatever your functions do. The induction
 # heads, and the previous-token heads (chapter 2's detector, here on the first half of the
 # repeated tokens, where nothing can be copied yet):
 
 # %%
-from course.findings_ch3 import induction_summary  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import induction_summary
 
 _, rep_cache = model.run_with_cache(rep_tokens, names_filter=lambda n: n.endswith(("hook_pattern", "hook_z")))
 ind = induction_summary(model, rep_cache, seq_len)
@@ -183,7 +183,7 @@ check.composition_scores(composition_scores, hidden=True, quiet=True).require()
 # `course.circuits.composition_scores` computes the scores without forming the products.)
 
 # %%
-from course.findings_ch3 import composition_summary  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import composition_summary
 
 comp = composition_summary(model, ind)
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
@@ -248,7 +248,7 @@ check.ablation_losses(ablation_losses, hidden=True, quiet=True).require()
 # of the sequences; the means over all sixteen):
 
 # %%
-from course.findings_ch3 import ablation_summary  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import ablation_summary
 
 mean_z = [rep_cache["z", layer].mean(0) for layer in range(model.cfg.n_layers)]
 abl = ablation_summary(model, rep_tokens[:8], seq_len, ind, mean_z)
@@ -274,7 +274,7 @@ print("the induction and previous-token heads found above are among the most har
 # induction score.
 
 # %%
-from course.findings_ch3 import induction_formation  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import induction_formation
 
 formed = induction_formation()
 fig, ax = plt.subplots(figsize=(8, 3))
@@ -303,7 +303,7 @@ print(f"the best induction score first passes {formed['threshold']} at step {for
 # of S is a third name, so no name is repeated and nothing says which name to give.
 
 # %%
-from course.data.ioi_dataset import ioi_dataset  # noqa: E402
+from course.data.ioi_dataset import ioi_dataset
 
 data = ioi_dataset(model, "test", n_groups=8, per_group=8, seed=0)
 for i in (0, 1):
@@ -354,8 +354,8 @@ check.logit_diff(logit_diff, hidden=True, quiet=True).require()
 # measure as yours).
 
 # %%
-from course import patching  # noqa: E402
-from course.patching import normalized  # noqa: E402
+from course import patching
+from course.patching import normalized
 
 ld_clean = patching.logit_diff(model(data.clean), data.end_pos, data.io_tok, data.s_tok)
 ld_abc = patching.logit_diff(model(data.abc), data.end_pos, data.io_tok, data.s_tok)
@@ -478,7 +478,7 @@ im = axes[3].imshow(exact["heads"], cmap="RdBu", vmin=-1, vmax=1)
 axes[3].set_title("heads"); axes[3].set_xlabel("head"); axes[3].set_ylabel("layer")
 fig.colorbar(im, ax=axes[3], shrink=0.6)
 plt.show()
-from course.findings_ch3 import patching_summary  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import patching_summary
 
 patched = patching_summary(exact, labels)
 print("residual stream: the clean value matters at", patched["resid_positions"])
@@ -524,7 +524,7 @@ check.attribution_patch_heads(attribution_patch_heads, hidden=True, quiet=True).
 # toolkit's `course.patching.attribution_sweep`:
 
 # %%
-from course.findings_ch3 import attribution_agreement  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import attribution_agreement
 
 approx = {what: patching.attribution_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
           for what in ("heads", "resid_pre", "attn_out", "mlp_out")}
@@ -553,7 +553,7 @@ print(f"where it fails: {agree['worst_kind']}, largest error {agree['worst_error
 # and the receiver is the head whose clean output restored the most in section 8:
 
 # %%
-from course.findings_ch3 import path_patching_sweep  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import path_patching_sweep
 
 paths = path_patching_sweep(model, data, receiver=patched["top_heads"][0][0], rows=rows)
 fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
@@ -573,7 +573,7 @@ print(f"no single earlier head sends {paths['receiver']} more than {strongest:.2
 # %% [markdown]
 # ### 11. The circuit's classes
 #
-# Wang et al. named GPT-2 small's IOI circuit by classes of heads. `course.models.ioi_circuit`
+# Wang et al. named GPT-2 small's IOI circuit by classes of heads. `course.circuits.ioi`
 # applies their definitions to the course model, naming heads on the validation families and
 # measuring them on the test families:
 #
@@ -587,8 +587,8 @@ print(f"no single earlier head sends {paths['receiver']} more than {strongest:.2
 #   same shape) should keep the logit difference.
 
 # %%
-from course.findings_ch3 import circuit_comparison, draw_circuit  # noqa: E402
-from course.models.ioi_circuit import ioi_circuit  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import circuit_comparison, draw_circuit
+from course.circuits.ioi import ioi_circuit
 
 report = ioi_circuit(model, n_groups=8, per_group=8)
 print(report.table())
@@ -609,7 +609,7 @@ for line in circuit_comparison(report):
 # the map to see that head's attention on the first prompt (or, for a position, its token).
 
 # %%
-from course.widgets import IOIExplorer, PatchingExplorer  # noqa: E402
+from course.widgets import IOIExplorer, PatchingExplorer
 
 PatchingExplorer(model, data)
 
@@ -634,7 +634,7 @@ IOIExplorer(model, report)
 #   compared them with GPT-2 small's.
 
 # %%
-from course.findings_ch3 import patching_speedup  # noqa: E402
+from course.chapters.ch3_induction_ioi.findings import patching_speedup
 
 bench = patching_speedup(model, abc_tokens, clean_cache, ioi_metric, repeats=1, positions=end)
 print(f"Closing note: batched head patching {bench['batched']:.2f} s against {bench['loop']:.2f} s for a loop of "

@@ -1,6 +1,6 @@
 """Checks for chapter 4, "MLPs as key–value memories".
 
-    from course.checks import ch4_mlp_memories as check
+    from course.chapters.ch4_mlp_memories import checks as check
     check.neuron_activations(neuron_activations)
 """
 

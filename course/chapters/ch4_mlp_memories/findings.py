@@ -5,12 +5,10 @@ Each function returns the numbers the chapter prints and the tests assert; none 
 
 from __future__ import annotations
 
-import random
 
 import torch
 
-from course.data import facts
-from course.editing import edit_prompts, edit_scores, finetune_edit, request_for, right_before, rome_edit
+from course.editing import edit_prompts, edit_requests, edit_scores, finetune_edit, right_before, rome_edit
 from course.neurons import agreement_by_layer, describe_neuron
 from course.tracing import BUCKETS
 
@@ -72,19 +70,6 @@ def recall_location(average) -> dict:
             "recalled_at_subject": BUCKETS[bucket] == "subject, last",
             # Restoring attention at the end brings most of the answer back: attention carries the subject there.
             "moved_by_attention": float(attn[:, end].max()) > 0.5}
-
-
-def edit_requests(model, n: int = 5, relation: str = "capital", seed: int = 0) -> list:
-    """``n`` edits: a country gets another country's (single-token) answer."""
-    rng = random.Random(seed)
-    cs = list(facts.countries())
-    out = []
-    while len(out) < n:
-        a, b = rng.sample(cs, 2)
-        new = " " + b.answer(relation)
-        if len(model.tokenizer(new, add_special_tokens=False)["input_ids"]) == 1 and new != " " + a.answer(relation):
-            out.append(request_for(a, relation, new))
-    return out
 
 
 def edit_comparison(model, layer: int, C, n_edits: int = 5, seed: int = 0) -> dict[str, dict[str, float]]:

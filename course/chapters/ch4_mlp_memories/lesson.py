@@ -42,7 +42,7 @@ from course.tracing import subject_span
 import time
 
 import course
-from course.checks import ch4_mlp_memories as check
+from course.chapters.ch4_mlp_memories import checks as check
 from course.neurons import collect_activations, describe_neuron, text_stream, value_tokens
 from course.widgets import FactEditor, NeuronExplorer, TraceExplorer
 
@@ -50,7 +50,7 @@ started = time.perf_counter()
 torch.set_grad_enabled(False)
 model = course.load_model()
 stream = text_stream(model, n_rows=128, row_len=64, seed=0)   # a fixed stream of the course corpus
-from course.data import facts  # noqa: E402
+from course.data import facts
 
 print(f"{len(facts.countries())} invented countries x {len(facts.RELATIONS)} relations; "
       f"{model.cfg.n_layers} layers of {model.cfg.d_mlp} neurons; a stream of {stream.tokens.numel()} tokens "
@@ -141,7 +141,7 @@ check.top_contexts(top_contexts, hidden=True, quiet=True).require()
 # marks where a document starts; its kind is then only the mix of documents that follow.)
 
 # %%
-from course.findings_ch4 import clearest_neurons  # noqa: E402
+from course.chapters.ch4_mlp_memories.findings import clearest_neurons
 
 clear = clearest_neurons(model, stream, acts, per_layer=2)
 for d in clear:
@@ -241,7 +241,7 @@ check.key_value_agreement(key_value_agreement, hidden=True, quiet=True).require(
 # neuron's value (a fixed random shuffle within the layer).
 
 # %%
-from course.findings_ch4 import key_value_agreement_summary  # noqa: E402
+from course.chapters.ch4_mlp_memories.findings import key_value_agreement_summary
 
 agreement = key_value_agreement_summary(model, acts, stream.tokens)
 for layer, (a, b) in enumerate(zip(agreement["agreement"], agreement["baseline"])):
@@ -288,8 +288,8 @@ check.neuron_attribution(neuron_attribution, hidden=True, quiet=True).require()
 # attribution, and which layer's neurons write it?
 
 # %%
-from course.findings_ch4 import neuron_attribution_summary  # noqa: E402
-from course.tracing import known_facts  # noqa: E402
+from course.chapters.ch4_mlp_memories.findings import neuron_attribution_summary
+from course.tracing import known_facts
 
 traced = known_facts(model, n=30)
 attribution = neuron_attribution_summary(model, traced, top=10)
@@ -371,10 +371,10 @@ check.causal_trace(causal_trace, hidden=True, quiet=True).require()
 # brings back, $(p_{restored} - p_{corrupt}) / (p_{clean} - p_{corrupt})$.
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from course.findings_ch4 import recall_location  # noqa: E402
-from course.tracing import BUCKETS, average_traces, plot_average  # noqa: E402
+from course.chapters.ch4_mlp_memories.findings import recall_location
+from course.tracing import BUCKETS, average_traces, plot_average
 
 average = average_traces(model, traced, window=1, n_samples=8)
 plot_average(average, f"single states, {average.n_facts} facts")
@@ -524,8 +524,8 @@ check.rank_one_update(rank_one_update, hidden=True, quiet=True).require()
 # edit there can still work, but only through what later layers read from that position.
 
 # %%
-from course.editing import key_second_moment as moment  # noqa: E402
-from course.findings_ch4 import edit_comparison  # noqa: E402
+from course.editing import key_second_moment as moment
+from course.chapters.ch4_mlp_memories.findings import edit_comparison
 
 edit_layer = where["mlp_layer_at_subject"]
 C = moment(acts[edit_layer]).to(model.device)

@@ -1,6 +1,6 @@
 """Checks for chapter 5, "Superposition and sparse autoencoders".
 
-    from course.checks import ch5_superposition_saes as check
+    from course.chapters.ch5_superposition_saes import checks as check
     check.toy_forward(toy_forward)
 """
 

@@ -37,7 +37,7 @@ import time
 import matplotlib.pyplot as plt
 
 import course
-from course.checks import ch5_superposition_saes as check
+from course.chapters.ch5_superposition_saes import checks as check
 from course.saes import (SparseDictionary, evaluate, load_shipped_sae, read_sites, save_sae)
 from course.superposition import feature_batch, interference, plot_features_2d
 from course.widgets import FeatureDashboard, SuperpositionExplorer
@@ -115,7 +115,7 @@ check.importance_weighted_loss(importance_weighted_loss, hidden=True, quiet=True
 # the same model and loss as yours). Each panel draws the five columns of one instance's $W$.
 
 # %%
-from course.findings_ch5 import sparsity_sweep, superposition_grows_with_sparsity  # noqa: E402
+from course.chapters.ch5_superposition_saes.findings import sparsity_sweep, superposition_grows_with_sparsity
 
 probabilities = (1.0, 0.3, 0.1, 0.03, 0.01)
 toy, importance, geoms = sparsity_sweep(probabilities=probabilities)
@@ -182,8 +182,8 @@ check.feature_dimensionality(feature_dimensionality, hidden=True, quiet=True).re
 # "sticky" fractions (1, 1/2, 2/5, 1/3...).
 
 # %%
-from course.superposition import ToyModel, train_toy  # noqa: E402
-from course.superposition import feature_dimensionality as toolkit_dimensionality  # noqa: E402
+from course.superposition import ToyModel, train_toy
+from course.superposition import feature_dimensionality as toolkit_dimensionality
 
 # Yours once it passes its check; until then the toolkit's, so the notebook runs on.
 dimensionality = feature_dimensionality if check.feature_dimensionality(feature_dimensionality, quiet=True) \
@@ -212,7 +212,7 @@ print("features per dimension, dense -> sparse:", [round(float(v), 2) for v in p
 # dimensions, as two correlated or two anticorrelated pairs; the printed cosines measure it:
 
 # %%
-from course.findings_ch5 import correlated_geometry  # noqa: E402
+from course.chapters.ch5_superposition_saes.findings import correlated_geometry
 
 pairs = correlated_geometry()
 plot_features_2d(torch.cat([pairs["correlated"]["W"], pairs["anticorrelated"]["W"]]),
@@ -337,7 +337,7 @@ check.training_step(training_step, hidden=True, quiet=True).require()
 # activations, with a progress bar. `course.saes.ActivationStream` runs the corpus through the
 # model a chunk at a time, stops each forward pass at the site, shuffles the tokens and
 # serves batches. In a few seconds it learns something; the rest of the chapter uses the
-# **shipped SAE** (1024 features, more than a million tokens, `python -m course.saes.train`).
+# **shipped SAE** (1024 features, more than a million tokens, `python -m course.training.sae`).
 # Training at that length meets **dead features**, ones that stop firing for good. The toolkit's
 # trainer revives them: a ReLU SAE's are **resampled** every so often (Bricken et al. 2023: a dead
 # feature gets the direction of an input the SAE reconstructs badly); a TopK SAE's get the
@@ -345,10 +345,10 @@ check.training_step(training_step, hidden=True, quiet=True).require()
 # what the live ones missed, which gives them gradient again).
 
 # %%
-from tqdm.auto import tqdm  # noqa: E402
+from tqdm.auto import tqdm
 
-from course.saes import ActivationStream, DictionaryConfig, explained_variance  # noqa: E402
-from course.saes import training_step as toolkit_step  # noqa: E402
+from course.saes import ActivationStream, DictionaryConfig, explained_variance
+from course.saes import training_step as toolkit_step
 
 # Your training_step once it passes its check; until then the toolkit's (same step, its own loss).
 step_fn = training_step if check.training_step(training_step, quiet=True) else \
@@ -422,9 +422,9 @@ print(f"trained on {sae.cfg.extra['training']['tokens_seen']:,} tokens in {sae.c
 # activation on that kind (its *precision*), and how many of those tokens it covers (*recall*).
 
 # %%
-from course.findings_ch5 import named_features  # noqa: E402
-from course.neurons import text_stream  # noqa: E402
-from course.saes.features import feature_activations, feature_logit_tokens  # noqa: E402
+from course.chapters.ch5_superposition_saes.findings import named_features
+from course.neurons import text_stream
+from course.saes.features import feature_activations, feature_logit_tokens
 
 text = text_stream(model, n_rows=128, row_len=64, seed=0)
 acts = feature_activations(model, sae, text.tokens)
@@ -455,9 +455,9 @@ FeatureDashboard(model, sae, text, acts, feature=first, named={k: v.feature for 
 # next-token distribution (KL divergence) and the probability that the next token is a name.
 
 # %%
-from course.findings_ch5 import steering_comparison  # noqa: E402
-from course.models.tokenizer import single_token_names  # noqa: E402
-from course.saes.steering import generate_steered  # noqa: E402
+from course.chapters.ch5_superposition_saes.findings import steering_comparison
+from course.data.vocabulary import single_token_names
+from course.saes.steering import generate_steered
 
 name_ids = torch.tensor([model.to_single_token(" " + n) for n in single_token_names(model.tokenizer)])
 steer_feature = named["name"].feature if "name" in named else first
@@ -483,11 +483,11 @@ for s_ in (0.0, scale / 2, scale):
 
 # %%
 try:
-    from sae_lens import SAE  # noqa: E402
+    from sae_lens import SAE
 except ImportError:
     print("SAE Lens is not installed (pip install -e .[dev]); the course's own loader reads the same files.")
 else:
-    from course.saes import SHIPPED  # noqa: E402
+    from course.saes import SHIPPED
 
     theirs = SAE.load_from_disk(str(SHIPPED))
     x = read_sites(model, text.tokens[:8], [site])[site].flatten(0, 1)

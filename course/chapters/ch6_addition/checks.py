@@ -1,6 +1,6 @@
 """Checks for chapter 6, "Addition circuits".
 
-    from course.checks import ch6_addition as check
+    from course.chapters.ch6_addition import checks as check
     check.answer_right(answer_right)
 """
 

@@ -38,7 +38,7 @@ import time
 import course
 from course.arithmetic import (OPERAND_DIGITS, accuracy_by_case, addition_batch, answer_correct, digit_patching,
                                failures, fit_probe, operand_attention, probe_grid, residuals)
-from course.checks import ch6_addition as check
+from course.chapters.ch6_addition import checks as check
 from course.data.addition import AdditionPrompt, addition_split, held_out_addition_prompts
 from course.widgets import AdditionExplorer, FourierViewer, GrokkingTimeline
 
@@ -86,7 +86,7 @@ check.answer_right(answer_right, hidden=True, quiet=True).require()
 # and by answer digit. Then every held-out sum the model gets wrong, as it writes it.
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 right = answer_correct(model, test)
 table = accuracy_by_case(model, test, right)
@@ -167,7 +167,7 @@ for (d, t), scores in patched.items():
 # nothing away.
 
 # %%
-from course.arithmetic import digit_attribution  # noqa: E402
+from course.arithmetic import digit_attribution
 
 fig, ax = plt.subplots(figsize=(11, 2.8))
 for i, target in enumerate(("ones", "tens")):
@@ -194,7 +194,7 @@ train_pairs = sorted(addition_split()[0])[::12]
 train = addition_batch(model, [AdditionPrompt(a, b) for a, b in train_pairs])
 positions = [test.operand_pos[-1], test.operand_pos[-1] + 1, test.operand_pos[-1] + 2]
 grid = probe_grid(model, train, test, positions)
-from course.findings_ch6 import best_probe  # noqa: E402
+from course.chapters.ch6_addition.findings import best_probe
 
 probe = best_probe(grid, positions)
 labels = {positions[0]: OPERAND_DIGITS[-1], positions[1]: "' ='", positions[2]: "' ' before the answer"}
@@ -233,7 +233,7 @@ check.set_component(set_component, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %%
-from course.arithmetic import ablate_direction  # noqa: E402
+from course.arithmetic import ablate_direction
 
 layer, pos = probe["layer"], probe["position"]
 xs = residuals(model, train, [pos])[layer, :, 0]
@@ -291,8 +291,8 @@ check.carry_direction(carry_direction, hidden=True, quiet=True).require()
 # carry cases" here means: at least half of the carry sums lost, at most 0.05 of the others.
 
 # %%
-from course.arithmetic.probe import stream_name  # noqa: E402
-from course.findings_ch6 import carry_switch  # noqa: E402
+from course.arithmetic.probe import stream_name
+from course.chapters.ch6_addition.findings import carry_switch
 
 validation = addition_batch(model, held_out_addition_prompts("validation"))
 switch = carry_switch(model, train, validation, test, n_controls=3)   # the toolkit's carry_direction inside
@@ -329,11 +329,11 @@ print(f"Of the carry sums switching off breaks, {switch['off_one_ten_short']:.2f
 # size without the ones digits.
 
 # %%
-from course.findings_ch6 import sum_readout  # noqa: E402
+from course.chapters.ch6_addition.findings import sum_readout
 
 before_carry = {}                                             # answer length -> readout error entering its carry layer
 for g in switch["groups"]:
-    of_length = lambda batch: batch.select(batch.answer_mask.sum(1) == g["digits"])   # noqa: E731
+    of_length = lambda batch: batch.select(batch.answer_mask.sum(1) == g["digits"])
     readout = sum_readout(model, of_length(train), of_length(test))
     print(f"{g['digits']}-digit answers: " + "  ".join(f"{row['hook'].removeprefix('blocks.')} {row['mae']:.1f}"
                                                    for row in readout["rows"]))
@@ -390,7 +390,7 @@ check.explained_variance(explained_variance, hidden=True, quiet=True).require()
 # ablates each class (mean activation) and looks at which held-out sums break.
 
 # %%
-from course.findings_ch6 import class_ablations, heuristic_classes  # noqa: E402
+from course.chapters.ch6_addition.findings import class_ablations, heuristic_classes
 
 every = addition_batch(model, [AdditionPrompt(a, b) for a in range(10, 100) for b in range(10, 100)
                               if (a - b) % 3 == 0])
@@ -446,8 +446,8 @@ check.fourier_basis(fourier_basis, hidden=True, quiet=True).require()
 ### END HIDDEN TESTS
 
 # %%
-from course.fourier import all_logits, frequency_norms, key_frequencies, loss_on, sum_wave_share  # noqa: E402
-from course.models.modular import P, split  # noqa: E402
+from course.fourier import all_logits, frequency_norms, key_frequencies, loss_on, sum_wave_share
+from course.models.modular import P, split
 
 modular = course.load_model("modular-addition", device="cpu")
 norms = frequency_norms(modular.W_E[:P].cpu())
@@ -460,8 +460,8 @@ ax[0].set(title="embedding: norm per frequency", xlabel="k")
 ax[1].bar(range(1, P // 2 + 1), share)
 ax[1].set(title="logits: variance along cos/sin(w(a + b))", xlabel="k")
 plt.show()
-from course.fourier import fourier_basis as toolkit_basis  # noqa: E402
-from course.models.modular import all_pairs  # noqa: E402
+from course.fourier import fourier_basis as toolkit_basis
+from course.models.modular import all_pairs
 
 basis = toolkit_basis(P)[0]
 _, mod_cache = modular.run_with_cache(all_pairs(), names_filter=["blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_post"])
@@ -523,7 +523,7 @@ check.project_sum_waves(project_sum_waves, hidden=True, quiet=True).require()
 
 # %%
 train_idx, test_idx = split()
-from course.fourier import excluded_logits, restricted_logits  # noqa: E402
+from course.fourier import excluded_logits, restricted_logits
 
 restricted = restricted_logits(logits, freqs)   # the toolkit's: each answer's mean + the projection you wrote
 excluded = excluded_logits(logits, freqs)
@@ -556,9 +556,9 @@ FourierViewer(modular, freqs[0], freqs=list(range(1, P // 2 + 1)))
 # the checkpoints.
 
 # %%
-from course.findings_ch6 import grokking_phases  # noqa: E402
-from course.fourier import progress_measures  # noqa: E402
-from course.models.modular import loss_curve  # noqa: E402
+from course.chapters.ch6_addition.findings import grokking_phases
+from course.fourier import progress_measures
+from course.models.modular import loss_curve
 
 measures = progress_measures(freqs)
 phases = grokking_phases(loss_curve(), measures)

@@ -1,6 +1,6 @@
 """Checks for chapter 7, "Attribution graphs: tracing a circuit with transcoders".
 
-    from course.checks import ch7_attribution_graphs as check
+    from course.chapters.ch7_attribution_graphs import checks as check
     check.replacement_logits(replacement_logits)
 """
 

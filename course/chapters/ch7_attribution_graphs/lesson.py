@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 
 import course
 from course.attribution import LocalReplacement, attribute, load_shipped_transcoders, prune
-from course.checks import ch7_attribution_graphs as check
+from course.chapters.ch7_attribution_graphs import checks as check
 
 started = time.perf_counter()
 torch.set_grad_enabled(False)
@@ -97,15 +97,15 @@ check.transcoder_loss(transcoder_loss, hidden=True, quiet=True).require()
 # toolkit's trainer, chapter 5's; its progress bar shows the batch's explained variance,
 # `expl_var` = 1 − FVU, and L0), and measure it with your function on held-out text, L1 term
 # included. The rest of the chapter uses the **shipped** transcoders, one per layer, trained
-# longer with the activation printed at the top (`python -m course.attribution.train_transcoders`;
+# longer with the activation printed at the top (`python -m course.training.transcoders`;
 # `--activation relu` or `jumprelu` trains the other kinds, and the transcoders' card says how the
 # shipped kind was chosen).
 
 # %%
-from course.attribution import evaluate_transcoders, train_transcoders  # noqa: E402
-from course.attribution.transcoders import input_site, output_site  # noqa: E402
-from course.saes import read_sites  # noqa: E402
-from course.saes.metrics import evaluation_tokens  # noqa: E402
+from course.attribution import evaluate_transcoders, train_transcoders
+from course.attribution.transcoders import input_site, output_site
+from course.saes import read_sites
+from course.saes.metrics import evaluation_tokens
 
 mine, _ = train_transcoders(model, layers=[0], tokens=30_000, d_sae=256, batch_size=1024, activation="relu",
                             l1_coeff=0.05, progress=True)
@@ -338,8 +338,8 @@ check.influence(influence, hidden=True, quiet=True).require()
 # error nodes rather than at token embeddings: what the transcoders did not explain.
 
 # %%
-from course.attribution.pruning import error_share  # noqa: E402
-from course.findings_ch7 import addition_graph, pathways, supernode_groups, top_features  # noqa: E402
+from course.attribution.pruning import error_share
+from course.chapters.ch7_attribution_graphs.findings import addition_graph, pathways, supernode_groups, top_features
 
 found = addition_graph(model, tcs)
 pruned, stats = found["pruned"], found["stats"]
@@ -362,7 +362,7 @@ print(f"kept {stats['features_kept']} of {stats['features']} features ({stats['f
 # influential and still push *against* the answer.
 
 # %%
-from course.attribution import supernodes  # noqa: E402
+from course.attribution import supernodes
 
 routes = pathways(model, found)
 print("labels, e.g.:", ", ".join(sorted({graph.kind(n): graph.label(n) for n in pruned.nodes()}.values())))
@@ -387,7 +387,7 @@ print("into the answer's logit:", ", ".join(f"{names[i]} {float(answer_row[i]):+
 # each part, and which kind of node is the most influential of all.
 
 # %%
-from course.findings_ch7 import logit_decomposition  # noqa: E402
+from course.chapters.ch7_attribution_graphs.findings import logit_decomposition
 
 parts = logit_decomposition(found)
 sources = ("constant", "feature", "error", "embedding")
@@ -421,9 +421,9 @@ print(f"the most influential node of any kind: {graph.label(strongest)} ({graph.
 # digit"; a flat profile says "a ones digit".
 
 # %%
-from course.findings_ch7 import digit_profile, position_roles  # noqa: E402
-from course.neurons import text_stream  # noqa: E402
-from course.saes.features import feature_activations, feature_contexts  # noqa: E402
+from course.chapters.ch7_attribution_graphs.findings import digit_profile, position_roles
+from course.neurons import text_stream
+from course.saes.features import feature_activations, feature_contexts
 
 text = text_stream(model, n_rows=96, row_len=48, seed=0)
 roles = position_roles(model, prompt)
@@ -489,7 +489,7 @@ check.suppression_effect(suppression_effect, hidden=True, quiet=True).require()
 # at its value on the prompt (a hook on `ln_final.hook_scale` that returns the clean run's scale).
 
 # %%
-from course.findings_ch7 import suppression_agreement, validate_by_suppression  # noqa: E402
+from course.chapters.ch7_attribution_graphs.findings import suppression_agreement, validate_by_suppression
 
 effect_fn = suppression_effect if check.suppression_effect(suppression_effect, quiet=True) else None
 checked = validate_by_suppression(model, found, top_features(found, 10))
@@ -542,7 +542,7 @@ for r in earlier:
 # its top contexts and the tokens its decoder direction promotes.
 
 # %%
-from course.widgets import GraphViewer  # noqa: E402
+from course.widgets import GraphViewer
 
 GraphViewer(model, graph, tcs, text.tokens[:48])
 
@@ -558,10 +558,10 @@ GraphViewer(model, graph, tcs, text.tokens[:48])
 # one-line command).
 
 # %%
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+from pathlib import Path
 
-from course.attribution import graph_json, save_circuit_tracer_transcoders, save_graph_json  # noqa: E402
+from course.attribution import graph_json, save_circuit_tracer_transcoders, save_graph_json
 
 out_dir = Path(tempfile.mkdtemp())
 save_circuit_tracer_transcoders(tcs, model, out_dir / "transcoders")
@@ -582,7 +582,7 @@ print(f"wrote {sorted(p.name for p in (out_dir / 'transcoders').iterdir())} to {
 # the graph's prediction (the sum of their total effects: the graph is linear, so removals add).
 
 # %%
-from course.findings_ch7 import operand_groups, position_roles, suppress_group  # noqa: E402
+from course.chapters.ch7_attribution_graphs.findings import operand_groups, position_roles, suppress_group
 
 first = addition_graph(model, tcs, digit="tens")
 first_routes = pathways(model, first)
@@ -631,9 +631,9 @@ print("removing the ones digits' features " + (f"turns 9 into 8 (the carry lost)
 # agreement says this fact is recalled where facts typically are.
 
 # %%
-from course.findings_ch4 import recall_location  # noqa: E402
-from course.findings_ch7 import fact_graph, influence_by_bucket  # noqa: E402
-from course.tracing import BUCKETS, average_traces, known_facts  # noqa: E402
+from course.chapters.ch4_mlp_memories.findings import recall_location
+from course.chapters.ch7_attribution_graphs.findings import fact_graph, influence_by_bucket
+from course.tracing import BUCKETS, average_traces, known_facts
 
 fact = fact_graph(model, tcs)
 share = influence_by_bucket(fact)
