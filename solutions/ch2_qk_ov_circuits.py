@@ -63,7 +63,9 @@ def token_qk_circuit(model, layer: int, head: int, query_tokens: Tensor, key_tok
 
 
 def positional_qk_circuit(model, layer: int, head: int, n_pos: int) -> Tensor:
-    """Scores between the first ``n_pos`` position embeddings through one head's QK circuit.
+    """Scores between the first ``n_pos`` position embeddings through one head's QK circuit, with
+    the same conventions as ``token_qk_circuit``: each row through this layer's ln1 (scale and
+    bias), the query and key biases b_Q, b_K included, divided by sqrt(d_head).
 
     Returns [n_pos, n_pos] (query position, key position), without a causal mask.
     """
@@ -75,10 +77,12 @@ def positional_qk_circuit(model, layer: int, head: int, n_pos: int) -> Tensor:
 
 
 def ov_circuit(model, layer: int, head: int, tokens: Tensor) -> Tensor:
-    """The OV circuit restricted to some tokens: row i is the effect of attending to tokens[i]
-    on the logit of tokens[j] (no biases).
+    """The OV circuit restricted to some tokens: entry [i, j] is the effect of attending to
+    tokens[i] on the logit of tokens[j]: LN1(W_E[tokens]) W_V W_O W_U[:, tokens].
 
-    tokens: [n] token ids. Returns [n, n].
+    The embeddings go through this layer's ln1 with its scale *and* bias (that is what the head
+    reads); the value and output biases b_V, b_O are left out (they do not depend on the token
+    attended to). tokens: [n] token ids. Returns [n, n].
     """
     rows = torch.nn.functional.layer_norm(model.W_E[tokens], (model.cfg.d_model,),
                                           model.ln1_w[layer], model.ln1_b[layer])

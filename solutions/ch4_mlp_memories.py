@@ -115,7 +115,8 @@ def causal_trace(model, tokens: Tensor, subject: tuple[int, int], answer: int, n
 
 def subject_key(model, layer: int, texts: list[str], subject: str) -> Tensor:
     """The MLP key of ``subject``: layer ``layer``'s post-GELU activation at the subject's last
-    token, averaged over ``texts`` (the same sentence after different prefixes).
+    token (a subject may be several tokens), averaged over ``texts`` (the same sentence after
+    different prefixes).
 
     Returns [d_mlp].
     """

@@ -30,7 +30,8 @@ def importance_weighted_loss(out: Tensor, x: Tensor, importance: Tensor) -> Tens
 def feature_dimensionality(W: Tensor) -> Tensor:
     """D_i = ||W_i||² / Σ_j (Ŵ_i · W_j)² for every feature of every instance.
 
-    W: [instance, d_hidden, feature]. Returns [instance, feature].
+    W: [instance, d_hidden, feature]. Returns [instance, feature]. A dropped feature (a column of
+    zeros) has D_i = 0, not NaN: keep the norm you divide by away from 0.
     """
     # Hint: the columns W[:, :, i] are the features; normalise them, then einsum for all dot products.
     norms = W.norm(dim=1)
@@ -64,7 +65,8 @@ def sae_loss(sae, x: Tensor, l1_coeff: float) -> Tensor:
 def training_step(sae, optimizer, x: Tensor, l1_coeff: float) -> tuple[Tensor, Tensor]:
     """One optimisation step of ``sae`` on ``x [batch, d]`` with your ``sae_loss``.
 
-    Returns (the loss before the step, detached; the decoder W_dec after the step, a copy).
+    Returns (the loss before the step, detached; the decoder W_dec after the step, a copy). The
+    check runs several steps in a row, as training does.
     """
     with torch.enable_grad():
         optimizer.zero_grad()

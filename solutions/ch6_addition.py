@@ -11,7 +11,8 @@ from torch import Tensor
 
 
 def answer_right(logits: Tensor, tokens: Tensor, answer_mask: Tensor) -> Tensor:
-    """Whether the top prediction is right at every answer digit of each line.
+    """Whether the top prediction (the argmax, whatever its probability) is right at every answer
+    digit of each line.
 
     logits: [batch, pos, d_vocab]; tokens, answer_mask: [batch, pos]. Returns [batch] bool.
     """

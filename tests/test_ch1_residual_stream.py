@@ -8,7 +8,8 @@ import torch
 
 from course.chapters.ch1_residual_stream import checks as check
 from course.checks import core
-from course.chapters.ch1_residual_stream.findings import fact_emergence, ioi_attribution_summary, ioi_batch
+from course.chapters.ch1_residual_stream.findings import (attribution_report, fact_emergence, fact_rank_curve, head_role,
+                                                          ioi_attribution_intervals, ioi_batch, rank_report)
 from course.widgets import AttributionExplorer, LogitLensExplorer, attribution_table, logit_lens_table
 from solutions import ch1_residual_stream as ref
 
@@ -181,22 +182,72 @@ def test_widgets_construct_and_react(m):
 
 # -- the chapter's findings --------------------------------------------------------------------
 
-def test_finding_facts_become_the_answer_only_at_the_output(m):
+
+def test_finding_the_lens_rank_curve_and_its_verdict_follow_the_numbers(m):
+    curve = fact_rank_curve(m, "capital")
     shares = fact_emergence(m, "capital")
-    assert sum(shares.values()) == pytest.approx(1.0)
-    # The chapter states: no fact is on top from the embeddings alone, and most become the
-    # top prediction only after the last layer.
-    assert shares["embed"] == 0.0
-    assert shares["output"] > 0.5 and shares["never"] < 0.1
+    n = len(curve["depths"])
+    assert len(curve["median_rank"]) == len(curve["answer_on_top"]) == len(curve["top_is_last_token"]) == n
+    # a fact on top at a depth has rank 0 there; "first on top at the output" cannot exceed "on top at the output"
+    assert curve["answer_on_top"][-1] >= shares["output"] - 1e-9
+    for on_top, rank in zip(curve["answer_on_top"], curve["median_rank"]):
+        assert (rank == 0) == (on_top > 0.5) or on_top == 0.5
+    text = "\n".join(rank_report(curve))
+    echo = min(curve["top_is_last_token"][:-1])
+    assert ("reads back the current token" in text) == (echo >= 0.9)
+    climbs = curve["median_rank"][n - 2] < curve["median_rank"][0]
+    assert ("rank climbs" in text) == climbs and ("does not climb" in text) == (not climbs)
+    assert f"{curve['median_rank'][0]:.0f} to {curve['median_rank'][n - 2]:.0f}" in text
 
 
-def test_finding_ioi_direct_push_is_found_by_direct_attribution(m):
-    s = ioi_attribution_summary(m, n_prompts=60)
-    assert s["logit_diff"] > 2.0
-    # The chapter prints the largest component and head; they are the argmax of the table,
-    # and the components plus the final layer norm's bias add up to the logit difference.
-    assert s["top_component"] == max(s["components"], key=s["components"].get)
-    assert s["top_head"] == max(s["heads"], key=s["heads"].get)
-    _, answer, counter = ioi_batch(m, 60)
-    bias = float((m.ln_final_b @ (m.W_U[:, answer] - m.W_U[:, counter])).mean())
-    assert sum(s["components"].values()) + bias == pytest.approx(s["logit_diff"], rel=1e-3, abs=1e-3)
+def test_the_lens_verdict_says_nothing_of_echoes_where_the_lens_does_not_echo():
+    curve = {"depths": ["embed", "before L1", "output"], "median_rank": [10.0, 20.0, 0.0],
+             "answer_on_top": [0.0, 0.1, 0.9], "top_is_last_token": [0.5, 0.2, 0.0], "last_token": " is",
+             "d_vocab": 100, "n_facts": 10}
+    text = "\n".join(rank_report(curve))
+    assert "current token" not in text and "does not climb from 10 to 20" in text
+
+
+@pytest.fixture(scope="module")
+def intervals(m):
+    return ioi_attribution_intervals(m)
+
+
+def test_finding_ioi_attribution_has_intervals_over_held_out_templates(m, intervals):
+    s = intervals
+    assert s["split"] == "test" and s["n_templates"] >= 4 and s["n_prompts"] >= 100
+    comps, heads = s["components"], s["heads"]
+    for r in [*comps.values(), *heads.values()]:
+        assert r["low"] <= r["mean"] <= r["high"]
+    # the verdicts are exactly the components whose interval lies on one side of 0
+    assert s["towards_components"] == [c for c, r in comps.items() if r["low"] > 0]
+    assert s["against_components"] == [c for c, r in comps.items() if r["high"] < 0]
+    assert s["against_heads"] == [h for h, r in heads.items() if r["high"] < 0]
+    assert set(s["unclear_components"]) | set(s["towards_components"]) | set(s["against_components"]) == set(comps)
+    assert s["top_component"] == max(comps, key=lambda c: comps[c]["mean"])
+    top = list(s["top_heads"])
+    assert top == sorted(heads, key=lambda h: -heads[h]["mean"])[:len(top)]
+    # the components (plus the final layer norm's bias, a constant per prompt) add up to the logit difference
+    assert abs(sum(r["mean"] for r in comps.values()) - s["logit_diff"][0]) < 0.05 * abs(s["logit_diff"][0]) + 0.05
+
+
+def test_the_printed_attribution_verdicts_are_the_computed_ones(intervals):
+    s = intervals
+    text = "\n".join(attribution_report(s))
+    for c in s["towards_components"]:
+        assert f"{c} ({s['components'][c]['mean']:+.2f})" in text.split("towards the answer")[1].splitlines()[0]
+    against_line = next(line for line in text.splitlines() if line.startswith("against the answer"))
+    assert against_line.endswith("none") == (not s["against_components"])
+    head_line = next(line for line in text.splitlines() if line.startswith("heads against"))
+    assert all(h in head_line for h in s["against_heads"])
+    for h, t in s["top_heads"].items():
+        assert f"so {h} {head_role(t)}" in text
+
+
+@pytest.mark.parametrize("figures, words", [
+    ({"attention_to_s": 0.9, "attention_to_io": 0.01, "lowers_s": 1.2, "raises_io": 0.02}, "pushing S down"),
+    ({"attention_to_s": 0.02, "attention_to_io": 0.8, "lowers_s": 0.1, "raises_io": 1.5}, "copies it up"),
+    ({"attention_to_s": 0.4, "attention_to_io": 0.4, "lowers_s": 0.5, "raises_io": 0.5}, "mixes the two"),
+])
+def test_a_heads_role_follows_where_it_looks_and_what_it_writes(figures, words):
+    assert words in head_role(figures)

@@ -183,3 +183,20 @@ def test_low_rank_savings_agree_on_the_largest_eigenvalue(m):
     s = low_rank_savings(m, 1, 0, n_tokens=128, repeats=1)
     assert s["largest_factored"] == pytest.approx(s["largest_full"], rel=1e-3)
     assert s["factored_bytes"] < s["full_bytes"]
+
+
+
+def test_detector_findings_come_with_their_baseline(m):
+    from course.chapters.ch2_qk_ov_circuits.findings import (offset_baseline, positional_offset_peaks,
+                                                             previous_token_head)
+
+    found = previous_token_head(m)
+    assert found["score"] >= found["runner_up_score"] >= found["others_median"]
+    assert found["runner_up"] != f"L{found['layer']}H{found['head']}"
+    peaks = positional_offset_peaks(m, found["layer"], found["head"])
+    base = offset_baseline(m, found["layer"], found["head"])
+    assert 0 <= base["others_median"] <= base["others_max"] <= 1
+    # the baseline is the other heads' own share, computed the same way
+    l, h = divmod(0 if (found["layer"], found["head"]) != (0, 0) else 1, m.cfg.n_heads)
+    assert positional_offset_peaks(m, l, h)["share_at_minus_one"] <= base["others_max"]
+    assert peaks["share_at_minus_one"] >= 0

@@ -300,6 +300,15 @@ def test_finding_induction_formed_during_training():
     f = induction_formation()
     assert f["step_before"] < f["formed_at"] and f["score_before"] < f["threshold"]
     assert f["ratio_after"] < f["ratio_before"]            # the printed "falls"
+    # one series, the shipped weights': every number printed comes from it, none from the other
+    from course.chapters.ch3_induction_ioi.findings import shipped_weights, training_log
+    assert f["weights"] == shipped_weights()
+    mine = [r for r in training_log() if "tokens_seen" in r and r.get("weights", "raw") == f["weights"]]
+    assert f["eval_steps"] == [r["step"] for r in mine] and len(set(f["eval_steps"])) == len(f["eval_steps"])
+    by_step = {r["step"]: r for r in mine}
+    assert by_step[f["formed_at"]]["induction_head_score"] >= f["threshold"]
+    assert by_step[f["step_before"]]["induction_loss_ratio"] == f["ratio_before"]
+    assert f["weights"] not in f["other"]
     with pytest.raises(ValueError, match="never reaches"):
         induction_formation([{"step": 0, "tokens_seen": 1, "induction_head_score": 0.0, "induction_loss_ratio": 1.0}])
 
@@ -341,10 +350,20 @@ def test_finding_circuit_classes_and_comparison_read_the_report(m, report):
         heads = getattr(report, cls)
         assert ("none was found" in line) == (not heads)
         assert all(f"L{l}H{h}" in line for l, h in heads)
-    if report.name_movers:      # heads named on validation that fail the test are called candidates
-        assert ("candidates, not name movers" in lines[0]) == (not report.meets("name_mover_share"))
+        # heads named on validation that fail their class's test are candidates, never the class
+        assert ("none pass; candidates" in line) == (bool(heads) and not report.passes(cls))
+        assert (f"candidates {', '.join(f'L{l}H{h}' for l, h in heads)} fail" in report.table()) == \
+            (bool(heads) and not report.passes(cls))
+    if report.name_movers:
+        assert ("so they are not name movers" in lines[0]) == (not report.meets("name_mover_share"))
     assert report.figures["outside_ablated_kept"] >= 0.8           # the circuit is faithful
-    plt.close(draw_circuit(report, m.cfg.n_layers))
+    # the diagram draws a head only for a class that passes its test
+    fig = draw_circuit(report, m.cfg.n_layers)
+    drawn = {t.get_text() for t in fig.axes[0].texts} - {"logits", ""}      # arrows are empty annotations
+    passing = {f"L{l}H{h}" for cls in ("name_movers", "s_inhibition", "subject_suppression", "duplicate_token",
+                                        "induction") if report.passes(cls) for l, h in getattr(report, cls)}
+    assert drawn == passing
+    plt.close(fig)
 
 
 @pytest.mark.usefixtures("grad_off")

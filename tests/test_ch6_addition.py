@@ -13,7 +13,7 @@ from course.arithmetic import (accuracy_by_case, addition_batch, answer_correct,
                                explained_variance, fit_probe, operand_attention, probe_accuracy, residuals)
 from course.chapters.ch6_addition import checks as check
 from course.data.addition import AdditionPrompt, addition_split, held_out_addition_prompts
-from course.chapters.ch6_addition.findings import best_probe, grokking_phases
+from course.chapters.ch6_addition.findings import best_probe, grokking_phases, grokking_report
 from course.fourier import (all_logits, excluded_logits, fourier_basis, frequency_norms, key_frequencies, loss_on,
                             progress_measures, restricted_logits, sum_wave_share)
 from course.models.modular import P, load_checkpoints, loss_curve, model_at, split
@@ -225,7 +225,12 @@ def test_grokking_phases_from_the_shipped_files(modular):
     assert at["excluded_loss"] > 10 * at["train_loss"]        # from then the model needs the key frequencies
     assert measures[-1]["restricted_loss"] < 0.2 and measures[-1]["test_loss"] < 0.1
     norms = [m["weight_norm"] for m in measures if m["step"] >= phases["circuit_formed"]]
-    assert phases["weight_norm_falls_after_formation"] == (norms[-1] < max(norms))
+    assert phases["weight_norm_at_formation"] == norms[0] and phases["weight_norm_at_end"] == norms[-1]
+    # "falls" only for a fall of at least 5% from formation to the end, not a dip on the way
+    assert phases["weight_norm_falls_after_formation"] == (norms[-1] < 0.95 * norms[0])
+    text = grokking_report(phases)
+    assert (" it falls" in text) == phases["weight_norm_falls_after_formation"]
+    assert f"{norms[0]:.0f}" in text and f"{norms[-1]:.0f}" in text
     # the loss curve's test loss at each checkpoint is the checkpoint's own, up to its float16 rounding
     for m in measures:
         row = next(r for r in curve if r["step"] == m["step"])
@@ -332,6 +337,12 @@ def test_digit_attribution_sums_to_the_digit_logit(m, lines):
         right = lines.tokens[idx, at]
         want = logits[idx, at - 1, right] - (m.ln_final_b @ m.W_U)[right]
         torch.testing.assert_close(attr.sum(0), want, atol=1e-3, rtol=1e-4)
+        # relative to the mean of the ten digits: the same sum, minus the digits' mean logit
+        rel, _ = digit_attribution(m, lines, target, relative=True)
+        digits = torch.tensor([m.to_single_token(str(d)) for d in range(10)])
+        bias = m.ln_final_b @ m.W_U
+        want_rel = (logits[idx, at - 1, right] - bias[right]) - (logits[idx, at - 1][:, digits] - bias[digits]).mean(-1)
+        torch.testing.assert_close(rel.sum(0), want_rel, atol=1e-3, rtol=1e-4)
 
 
 # -- switching the carry off, and the rough size of the sum ---------------------------------------
@@ -466,3 +477,14 @@ def test_finding_the_stream_knows_the_sum_partly_before_the_carry(m, switch):
         assert maes[-1] < maes[0]
         before = next(r for r in readout["rows"] if r["hook"] == stream_name(m, g["layer"]))
         assert before["mae"] < readout["mean_guess_mae"], g["digits"]
+
+
+
+@pytest.mark.parametrize("mae, words", [(2.0, "beats the tens digits alone by 1.4"),
+                                        (4.3, "0.9 worse than the tens digits alone"),
+                                        (30.0, "No better than guessing the mean")])
+def test_the_rough_size_verdict_follows_the_yardsticks(mae, words):
+    from course.chapters.ch6_addition.findings import rough_size_verdict
+
+    text = rough_size_verdict(mae, {"mean_guess_mae": 25.0, "tens_digits_mae": 3.4}, 2)
+    assert words in text and ("pathway)" in text) == (mae <= 3.4)

@@ -10,10 +10,15 @@ from course.arithmetic.batch import AdditionBatch
 
 
 @torch.no_grad()
-def digit_attribution(model, batch: AdditionBatch, target: str = "ones") -> tuple[Tensor, list[str]]:
+def digit_attribution(model, batch: AdditionBatch, target: str = "ones",
+                      relative: bool = False) -> tuple[Tensor, list[str]]:
     """``([component, n], labels)``: components are the token and position embeddings, every head
     (``L{l}H{h}``), the attention output biases together, and every MLP (``MLP{l}``). With the final
-    norm's bias term they sum to the logit of the right ``target`` digit ("ones" or "tens")."""
+    norm's bias term they sum to the logit of the right ``target`` digit ("ones" or "tens").
+
+    ``relative``: attribute the right digit's logit *minus the mean of the ten digits' logits*
+    instead, so a component that raises every digit alike (the embedding of a digit position)
+    gets no credit for the answer."""
     at = (batch.ones_pos if target == "ones" else batch.tens_pos)
     idx = torch.arange(len(batch.prompts))
     _, cache = model.run_with_cache(batch.tokens.to(model.device))
@@ -32,4 +37,8 @@ def digit_attribution(model, batch: AdditionBatch, target: str = "ones") -> tupl
     scale = cache["ln_final.hook_scale"][idx, q]                             # [n, 1]
     normed = (stack - stack.mean(-1, keepdim=True)) / scale * model.ln_final_w
     answer = batch.tokens[idx, at].to(model.device)
-    return (normed * model.W_U[:, answer].T).sum(-1).cpu(), labels
+    direction = model.W_U[:, answer].T                                       # [n, d_model]
+    if relative:
+        digits = torch.tensor([model.to_single_token(str(d)) for d in range(10)], device=model.device)
+        direction = direction - model.W_U[:, digits].mean(1)
+    return (normed * direction).sum(-1).cpu(), labels

@@ -23,6 +23,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from course.checks.relations import describe_relation
+
 CHAPTERS_DIR = Path(__file__).resolve().parents[1] / "chapters"
 DEFERRED_ENV = "COURSE_HIDDEN_TESTS"   # "deferred": the grader checks hidden cases out of the kernel
 
@@ -35,9 +37,15 @@ class Case:
     # For exercises that change their inputs (a training step): builds fresh args for every call,
     # so the student's function, the reference and each likely mistake start from the same state.
     fresh: Callable[[], tuple] | None = None
+    # Call the function this many times on the same (fresh) args and compare every result: what
+    # a state-changing exercise gets wrong only on its second call (gradients never zeroed).
+    repeat: int = 1
 
     def call(self, fn):
-        return fn(*(self.fresh() if self.fresh is not None else self.args), **self.kwargs)
+        args = self.fresh() if self.fresh is not None else self.args
+        if self.repeat > 1:
+            return [fn(*args, **self.kwargs) for _ in range(self.repeat)]
+        return fn(*args, **self.kwargs)
 
 
 @dataclass
@@ -166,9 +174,12 @@ def compare(got, want, atol: float, rtol: float) -> str | None:
         if bad.any() and want.dim() == 0:
             return f"you gave {got.item():.4g}, expected {want.item():.4g}."
         if bad.any():
-            idx = tuple(torch.nonzero(bad)[0].tolist())
-            return (f"shape is right {list(want.shape)}, values differ at {int(bad.sum())} of {bad.numel()} entries.\n"
-                    f"  At {_fmt_index(idx)}: you gave {got[idx].item():.4g}, expected {want[idx].item():.4g}.")
+            diff = (got.double() - want.double()).abs().nan_to_num(float("inf"))
+            err = torch.where(bad, diff, torch.zeros_like(diff))
+            idx = tuple(int(i) for i in torch.unravel_index(err.flatten().argmax(), err.shape))
+            return (f"shape is right {list(want.shape)}, values differ at {int(bad.sum())} of {bad.numel()} entries; "
+                    f"the largest difference is at {_fmt_index(idx)}: you gave {got[idx].item():.4g}, expected "
+                    f"{want[idx].item():.4g}.")
         return None
     if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
@@ -204,6 +215,18 @@ def _error_hint(e: Exception) -> str:
         return ("\n  Likely cause: gradients are off in this notebook; wrap the forward pass and "
                 "torch.autograd.grad in `with torch.enable_grad():`.")
     return ""
+
+
+def _first_differing(got, want, atol: float, rtol: float):
+    """The first pair of tensors (in nested tuples and lists) where ``got`` differs from ``want``."""
+    if isinstance(want, (tuple, list)) and isinstance(got, (tuple, list)) and len(got) == len(want):
+        for g, w in zip(got, want):
+            if compare(g, w, atol, rtol):
+                return _first_differing(g, w, atol, rtol)
+        return None
+    if isinstance(want, float) and isinstance(got, (int, float, Tensor)):
+        return torch.as_tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64)
+    return (got, want) if isinstance(got, Tensor) and isinstance(want, Tensor) else None
 
 
 def _likely_cause(ex: Exercise, got, case: Case) -> str | None:
@@ -269,6 +292,9 @@ def check(ex: Exercise, fn: Callable, hidden: bool = False, quiet: bool = False,
         why = compare(got, want, *tol)
         if why:
             cause = _likely_cause(ex, got, case)
+            if cause is None:          # no listed mistake: say how the answer relates to the right one
+                pair = _first_differing(got, want, *tol)
+                cause = describe_relation(*pair) if pair is not None else None
             msg = f"✗ {name} on {case.label}: {why}"
             if cause:
                 msg += f"\n  Likely cause: {cause}"

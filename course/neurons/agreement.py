@@ -27,17 +27,24 @@ def next_token_agreement(acts: Tensor, tokens: Tensor, values: Tensor, k_context
 
 @torch.no_grad()
 def agreement_by_layer(model, acts: Tensor, tokens: Tensor, k_contexts: int = 10, k_tokens: int = 10,
-                       seed: int = 0) -> dict[str, list[float]]:
-    """Mean agreement per layer, and a baseline where each neuron's value is another
-    neuron's (of the same layer, a fixed random permutation): what chance gives.
+                       seed: int = 0, n_null: int = 1) -> dict[str, list[float]]:
+    """Mean agreement per layer against chance: the same measure with each neuron given another
+    neuron's value (of the same layer, a random permutation), ``n_null`` times.
 
-    ``acts [layer, row, pos, d_mlp]``. Returns ``{"agreement": [layer], "baseline": [layer]}``.
+    ``acts [layer, row, pos, d_mlp]``. Returns per layer ``agreement``, ``baseline`` (the
+    shuffles' mean), ``null_high`` (their 95th percentile) and ``p_value`` (the share of shuffles,
+    counting the real pairing, that reach the real agreement: a permutation test).
     """
     g = torch.Generator().manual_seed(seed)
-    out = {"agreement": [], "baseline": []}
+    out = {"agreement": [], "baseline": [], "null_high": [], "p_value": []}
     for layer in range(acts.shape[0]):
         values = value_logits(model, layer).cpu()
-        shuffled = values[torch.randperm(values.shape[0], generator=g)]
-        out["agreement"].append(float(next_token_agreement(acts[layer], tokens.cpu(), values, k_contexts, k_tokens).mean()))
-        out["baseline"].append(float(next_token_agreement(acts[layer], tokens.cpu(), shuffled, k_contexts, k_tokens).mean()))
+        real = float(next_token_agreement(acts[layer], tokens.cpu(), values, k_contexts, k_tokens).mean())
+        null = torch.tensor([float(next_token_agreement(acts[layer], tokens.cpu(),
+                                                        values[torch.randperm(values.shape[0], generator=g)],
+                                                        k_contexts, k_tokens).mean()) for _ in range(n_null)])
+        out["agreement"].append(real)
+        out["baseline"].append(float(null.mean()))
+        out["null_high"].append(float(null.quantile(0.95)))
+        out["p_value"].append(float((1 + (null >= real).sum()) / (1 + n_null)))
     return out

@@ -323,6 +323,24 @@ for depth, share in emergence.items():
     print(f"answer first on top {depth:>12s}: {share:6.1%} of {len(kb.countries())} facts")
 
 # %% [markdown]
+# "First on top" only sees the top token. The lens can fail in two ways: the answer may be
+# there but not yet on top, or the lens may be reading the early stream in a basis it was
+# never meant for (the unembedding is trained on the *last* layer's output). The rank of the
+# answer at each depth, and what the lens puts on top instead, tell these apart:
+
+# %%
+from course.chapters.ch1_residual_stream.findings import fact_rank_curve, rank_report
+
+for line in rank_report(fact_rank_curve(model, relation="capital")):
+    print(line)
+
+# %% [markdown]
+# Where the plain lens only echoes the current token, it says nothing about what the early
+# layers know. A **tuned lens** (Belrose et al. 2023) learns one small map per layer that
+# translates the stream into the last layer's basis before unembedding, and often finds the
+# answer layers earlier; the plain lens is the special case with no translation.
+
+# %% [markdown]
 # ## 4. Direct logit attribution
 #
 # The final layer norm is almost linear: it subtracts the mean, multiplies by its weight
@@ -416,30 +434,33 @@ check.head_attribution(head_attribution, hidden=True, quiet=True).require()
 AttributionExplorer(model, prompt, " Mary", " John")
 
 # %% [markdown]
-# Averaged over many IOI prompts the picture is stable. The cell below finds, on the
-# model in front of you, the component and the head with the largest mean contribution,
-# and the components and heads that push *against* the right answer. In GPT-2 small most
-# of the direct push comes from a few attention heads near the end of the model; the cell
-# says whether the largest push here comes from an attention layer or an MLP.
+# One prompt can mislead: a component that pushes against the answer in this sentence may push
+# for it in the next. The cell below averages over **held-out** prompts (sentence shapes from
+# IOI families the model never trained on, which also played no part in choosing its
+# checkpoint) and gives each component's mean with a 95% interval. A component counts as
+# pushing *towards* or *against* the answer only when its whole interval is on that side of 0;
+# the rest are too small or too variable to call. In GPT-2 small most of the direct push comes
+# from a few late heads, the **name movers**, which attend to IO and copy it to the output. The
+# cell says where the push comes from here, and what the top heads attend to and write.
 
 # %%
-from course.chapters.ch1_residual_stream.findings import ioi_attribution_summary
+from course.chapters.ch1_residual_stream.findings import attribution_report, ioi_attribution_intervals
 
-summary = ioi_attribution_summary(model, n_prompts=60)
-print(f"mean logit difference: {summary['logit_diff']:.2f}")
-print("largest push towards the answer:", summary["top_component"], "— head", summary["top_head"])
-kind = "an attention layer" if summary["top_component"].startswith("attn") else "an MLP"
-print(f"so the largest direct push comes from {kind}")
-print("components pushing against the answer:", summary["negative_components"] or "none")
-print("heads pushing against the answer:", summary["negative_heads"] or "none")
+summary = ioi_attribution_intervals(model)
+for line in attribution_report(summary):
+    print(line)
 
 # %% [markdown]
 # ## Summary
 #
 # - The residual stream is a sum of writes; you rebuilt it from the weights and
 #   matched the model's logits.
-# - The logit lens reads that sum at every depth; on this model no fact is on top from the
-#   embeddings alone, and most become the top prediction only after the last layer.
+# - The logit lens reads that sum at every depth. Section 3 printed at which depth each fact
+#   first reaches the top, how the answer's rank changes on the way, and what the lens puts on
+#   top instead: where it only echoes the current token, the plain lens cannot see what the
+#   early layers know.
 # - With the final layer norm's scale frozen, every logit difference splits into
-#   contributions per component and per head. In the next chapter you open those
-#   heads up: what they attend to, and what they write.
+#   contributions per component and per head, each with an interval over held-out prompts.
+#   Section 4 printed what the top heads attend to and whether they raise IO or push S
+#   down; in the next chapter you open those heads up and read the same thing from their
+#   weights.

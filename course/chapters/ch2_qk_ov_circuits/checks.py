@@ -115,6 +115,64 @@ def _qk_without_ln(model, layer, head, query_tokens, key_tokens):
     return q @ k.T / math.sqrt(model.cfg.d_head)
 
 
+def _ln1(model, layer, rows, bias=True):
+    return torch.nn.functional.layer_norm(rows, (model.cfg.d_model,), model.ln1_w[layer],
+                                          model.ln1_b[layer] if bias else None)
+
+
+def _pos_qk(model, layer, head, n_pos, ln=True, bias=True, scaled=True):
+    rows = _ln1(model, layer, model.W_pos[:n_pos]) if ln else model.W_pos[:n_pos]
+    q = rows @ model.W_Q[layer, head] + (model.b_Q[layer, head] if bias else 0)
+    k = rows @ model.W_K[layer, head] + (model.b_K[layer, head] if bias else 0)
+    return q @ k.T / (math.sqrt(model.cfg.d_head) if scaled else 1.0)
+
+
+def _pos_qk_unscaled(model, layer, head, n_pos):
+    return _pos_qk(model, layer, head, n_pos, scaled=False)
+
+
+def _pos_qk_no_biases(model, layer, head, n_pos):
+    return _pos_qk(model, layer, head, n_pos, bias=False)
+
+
+def _pos_qk_no_ln(model, layer, head, n_pos):
+    return _pos_qk(model, layer, head, n_pos, ln=False)
+
+
+def _ov(model, layer, head, tokens, ln_bias=True, with_biases=False, ln=True):
+    rows = _ln1(model, layer, model.W_E[tokens], bias=ln_bias) if ln else model.W_E[tokens]
+    v = rows @ model.W_V[layer, head] + (model.b_V[layer, head] if with_biases else 0)
+    out = v @ model.W_O[layer, head] + (model.b_O[layer] if with_biases else 0)
+    return out @ model.W_U[:, tokens]
+
+
+def _ov_with_value_biases(model, layer, head, tokens):
+    return _ov(model, layer, head, tokens, with_biases=True)
+
+
+def _ov_without_ln_bias(model, layer, head, tokens):
+    return _ov(model, layer, head, tokens, ln_bias=False)
+
+
+def _ov_without_ln(model, layer, head, tokens):
+    return _ov(model, layer, head, tokens, ln=False)
+
+
+def _head_output_with_bias(cache, model, layer, head):
+    pattern = cache["pattern", layer][:, head]
+    return pattern @ cache["v", layer][:, :, head] @ model.W_O[layer, head] + model.b_O[layer]
+
+
+def _head_output_pattern_transposed(cache, model, layer, head):
+    pattern = cache["pattern", layer][:, head]
+    return pattern.transpose(-1, -2) @ cache["v", layer][:, :, head] @ model.W_O[layer, head]
+
+
+def _copying_score_by_column(model, layer, head):
+    tokens = torch.arange(model.cfg.d_vocab, device=model.W_E.device)
+    return float((_ov(model, layer, head, tokens).argmax(0) == tokens).float().mean())
+
+
 def _ov_transposed(model, layer, head, tokens):
     rows = torch.nn.functional.layer_norm(model.W_E[tokens], (model.cfg.d_model,), model.ln1_w[layer], model.ln1_b[layer])
     return (rows @ model.W_V[layer, head] @ model.W_O[layer, head] @ model.W_U[:, tokens]).T
@@ -138,12 +196,26 @@ EXERCISES = {ex.name: ex for ex in [
         (_detectors_including_first_query, "query position 0 has no previous token: average over positions 1 and later.")]),
     Exercise(CHAPTER, "token_qk_circuit", _qk_cases, atol=1e-3, rtol=1e-3, causes=[
         (_qk_without_ln, "the embeddings were not put through the layer's first layer norm (ln1) first.")]),
-    Exercise(CHAPTER, "positional_qk_circuit", _pos_cases, atol=1e-3, rtol=1e-3),
+    Exercise(CHAPTER, "positional_qk_circuit", _pos_cases, atol=1e-3, rtol=1e-3, causes=[
+        (_pos_qk_unscaled, "the scores were not divided by sqrt(d_head), as the model's attention scores are."),
+        (_pos_qk_no_biases, "the query and key biases b_Q, b_K were left out; the convention here includes them."),
+        (_pos_qk_no_ln, "the position embeddings were not put through the layer's ln1 (scale and bias) first.")]),
     Exercise(CHAPTER, "ov_circuit", _ov_cases, atol=1e-3, rtol=1e-3, causes=[
-        (_ov_transposed, "rows and columns are swapped: row i is the token attended to, column j the logit written.")]),
-    Exercise(CHAPTER, "copying_score", _head_cases, atol=1e-6, rtol=0),
+        (_ov_transposed, "rows and columns are swapped: row i is the token attended to, column j the logit written."),
+        (_ov_with_value_biases, "b_V and b_O were added; they do not depend on the token attended to and are left "
+                                "out of the OV circuit."),
+        (_ov_without_ln_bias, "ln1's bias was dropped: the head reads the embedding through ln1 with its scale "
+                              "*and* bias."),
+        (_ov_without_ln, "the embeddings were not put through the layer's ln1 first.")]),
+    Exercise(CHAPTER, "copying_score", _head_cases, atol=1e-6, rtol=0, causes=[
+        (_copying_score_by_column, "you took the argmax down each column (which token most raises logit j); "
+                                   "the score asks, for each token attended to (a row), whether its own logit "
+                                   "is the one raised most: argmax along each row.")]),
     Exercise(CHAPTER, "ov_eigenvalues", _head_cases, atol=1e-3, rtol=1e-3, canonical=_eigenvalue_multiset),
-    Exercise(CHAPTER, "head_output", _head_output_cases, atol=1e-4, rtol=1e-4),
+    Exercise(CHAPTER, "head_output", _head_output_cases, atol=1e-4, rtol=1e-4, causes=[
+        (_head_output_with_bias, "b_O was added; it belongs to the whole layer, not to one head, and is left out."),
+        (_head_output_pattern_transposed, "the pattern was transposed: pattern[batch, query, key] @ v mixes the "
+                                          "values of the keys for each query.")]),
 ]}
 
 globals().update(exercise_functions(EXERCISES))

@@ -19,10 +19,17 @@ def _held_out_texts(model, n: int = 40, seed: int = 1) -> list[str]:
 
 @torch.no_grad()
 def previous_token_head(model, min_layer: int = 0) -> dict:
-    """The head with the highest previous-token score on held-out text: {layer, head, score}."""
+    """The head with the highest previous-token score on held-out text, with the other heads as a
+    baseline: {layer, head, score, runner_up (name), runner_up_score, others_median, others_max}."""
     prev = circuits.all_detector_scores(model, _held_out_texts(model))[0, min_layer:]      # [layer, head]
     layer, head = divmod(int(prev.argmax()), model.cfg.n_heads)
-    return {"layer": layer + min_layer, "head": head, "score": float(prev.max())}
+    flat = prev.flatten()
+    order = flat.argsort(descending=True)
+    others = flat[order[1:]]
+    second = divmod(int(order[1]), model.cfg.n_heads)
+    return {"layer": layer + min_layer, "head": head, "score": float(prev.max()),
+            "runner_up": f"L{second[0] + min_layer}H{second[1]}", "runner_up_score": float(others[0]),
+            "others_median": float(others.median()), "n_heads": int(flat.numel())}
 
 
 @torch.no_grad()
@@ -35,6 +42,15 @@ def positional_offset_peaks(model, layer: int, head: int, n_pos: int | None = No
     values, counts = offsets.unique(return_counts=True)
     return {"share_at_minus_one": float((offsets == -1).float().mean()),
             "most_common_offset": int(values[counts.argmax()])}
+
+
+@torch.no_grad()
+def offset_baseline(model, layer: int, head: int, n_pos: int | None = None) -> dict:
+    """The same share (positional QK peak at offset −1) for every *other* head: its median and maximum."""
+    shares = [positional_offset_peaks(model, l, h, n_pos)["share_at_minus_one"]
+              for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads) if (l, h) != (layer, head)]
+    shares = torch.tensor(shares)
+    return {"others_median": float(shares.median()), "others_max": float(shares.max())}
 
 
 @torch.no_grad()

@@ -162,7 +162,9 @@ for layer in range(model.cfg.n_layers):
         prev, cur, first = scores[:, layer, head].tolist()
         print(f"L{layer}H{head}: previous {prev:.2f}  current {cur:.2f}  first {first:.2f}")
 found = previous_token_head(model)
-print(f"\nprevious-token head: L{found['layer']}H{found['head']} (score {found['score']:.2f})")
+print(f"\nprevious-token head: L{found['layer']}H{found['head']} (score {found['score']:.2f} on held-out text); "
+      f"baseline: the next best head, {found['runner_up']}, scores {found['runner_up_score']:.2f} and the median of "
+      f"the other {found['n_heads'] - 1} heads {found['others_median']:.2f}")
 
 # %% [markdown]
 # ## 3. The QK circuit
@@ -206,7 +208,9 @@ check.token_qk_circuit(token_qk_circuit, hidden=True, quiet=True).require()
 
 # %% tags=["exercise"]
 def positional_qk_circuit(model, layer: int, head: int, n_pos: int) -> Tensor:
-    """Scores between the first ``n_pos`` position embeddings through one head's QK circuit.
+    """Scores between the first ``n_pos`` position embeddings through one head's QK circuit, with
+    the same conventions as ``token_qk_circuit``: each row through this layer's ln1 (scale and
+    bias), the query and key biases b_Q, b_K included, divided by sqrt(d_head).
 
     Returns [n_pos, n_pos] (query position, key position), without a causal mask.
     """
@@ -237,11 +241,13 @@ check.positional_qk_circuit(positional_qk_circuit, hidden=True, quiet=True).requ
 # the head the detectors found:
 
 # %%
-from course.chapters.ch2_qk_ov_circuits.findings import positional_offset_peaks
+from course.chapters.ch2_qk_ov_circuits.findings import offset_baseline, positional_offset_peaks
 
 peaks = positional_offset_peaks(model, found["layer"], found["head"])
+base = offset_baseline(model, found["layer"], found["head"])
 print(f"L{found['layer']}H{found['head']}: the positional QK circuit peaks at offset -1 for "
-      f"{peaks['share_at_minus_one']:.0%} of query positions (most common offset: {peaks['most_common_offset']})")
+      f"{peaks['share_at_minus_one']:.0%} of query positions (most common offset: {peaks['most_common_offset']}); "
+      f"baseline: the other heads' median {base['others_median']:.0%}, their maximum {base['others_max']:.0%}")
 
 # %%
 import matplotlib.pyplot as plt
@@ -268,10 +274,12 @@ plt.show()
 
 # %% tags=["exercise"]
 def ov_circuit(model, layer: int, head: int, tokens: Tensor) -> Tensor:
-    """The OV circuit restricted to some tokens: row i is the effect of attending to tokens[i]
-    on the logit of tokens[j] (no biases).
+    """The OV circuit restricted to some tokens: entry [i, j] is the effect of attending to
+    tokens[i] on the logit of tokens[j]: LN1(W_E[tokens]) W_V W_O W_U[:, tokens].
 
-    tokens: [n] token ids. Returns [n, n].
+    The embeddings go through this layer's ln1 with its scale *and* bias (that is what the head
+    reads); the value and output biases b_V, b_O are left out (they do not depend on the token
+    attended to). tokens: [n] token ids. Returns [n, n].
     """
     ### BEGIN SOLUTION
     rows = torch.nn.functional.layer_norm(model.W_E[tokens], (model.cfg.d_model,),

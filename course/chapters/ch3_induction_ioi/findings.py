@@ -145,23 +145,44 @@ def training_log(path: Path | None = None) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def induction_formation(records: list[dict] | None = None, threshold: float = FORMED_THRESHOLD) -> dict:
-    """Training loss and the evaluations' induction score / repeat loss ratio by step, and the
-    first evaluated step where the best induction score reaches ``threshold``."""
+def shipped_weights() -> str:
+    """Which weights the course model ships ("raw", or an average such as "ema0.999"), from its
+    training config: the series of the training log that describes the model in front of you."""
+    from course.models.loading import BUNDLED
+
+    return json.loads((BUNDLED["course-gpt2"] / "training_config.json").read_text()).get("selected_weights", "raw")
+
+
+def induction_formation(records: list[dict] | None = None, threshold: float = FORMED_THRESHOLD,
+                        weights: str | None = None) -> dict:
+    """Training loss and the evaluations' induction score / repeat loss ratio by step, for one series
+    of evaluated weights (``weights``: the shipped ones by default; a log that evaluated raw and
+    averaged weights at every step holds both), and the first evaluated step of that series where the
+    best induction score reaches ``threshold``. ``other`` holds the other series' evaluations, to be
+    drawn apart."""
+    shipped = records is None
     records = records if records is not None else training_log()
     losses = [r for r in records if "loss" in r and "tokens_seen" not in r]
-    evals = [r for r in records if "tokens_seen" in r]
+    all_evals = [r for r in records if "tokens_seen" in r]
+    kinds = list(dict.fromkeys(r.get("weights", "raw") for r in all_evals))
+    if weights is None:
+        weights = shipped_weights() if shipped else (kinds[0] if kinds else "raw")
+        weights = weights if weights in kinds else (kinds[0] if kinds else "raw")
+    evals = [r for r in all_evals if r.get("weights", "raw") == weights]
     steps = [r["step"] for r in evals]
     score = [r["induction_head_score"] for r in evals]
     i = next((i for i, s in enumerate(score) if s >= threshold), None)
     if i is None:
-        raise ValueError(f"the training log never reaches an induction score of {threshold}")
+        raise ValueError(f"the training log never reaches an induction score of {threshold} ({weights} weights)")
     before = max(i - 1, 0)
+    other = {k: {"eval_steps": [r["step"] for r in all_evals if r.get("weights", "raw") == k],
+                 "induction_score": [r["induction_head_score"] for r in all_evals if r.get("weights", "raw") == k]}
+             for k in kinds if k != weights}
     return {"loss_steps": [r["step"] for r in losses], "loss": [r["loss"] for r in losses], "eval_steps": steps,
             "induction_score": score, "loss_ratio": [r["induction_loss_ratio"] for r in evals],
             "threshold": threshold, "formed_at": steps[i], "step_before": steps[before],
             "score_before": score[before], "ratio_before": evals[before]["induction_loss_ratio"],
-            "ratio_after": evals[i]["induction_loss_ratio"]}
+            "ratio_after": evals[i]["induction_loss_ratio"], "weights": weights, "other": other}
 
 
 def patching_summary(exact: dict, labels: list[str], top: int = 3, threshold: float = 0.5) -> dict:
@@ -229,8 +250,9 @@ def subset(data, rows):
 GPT2_SMALL = {   # Wang et al. 2022 (GPT-2 small); what each class does there, for the comparison
     "name_movers": "name movers (9.6, 9.9, 10.0) attend from the end to IO and copy it",
     "s_inhibition": "S-inhibition heads (7.3, 7.9, 8.6, 8.10) tell the name movers' queries to avoid S",
-    "subject_suppression": "no separate class; negative name movers (10.7, 11.10), later read as copy suppression, push "
-                           "down the name they attend to",
+    "subject_suppression": "a class of its own, the negative name movers (10.7, 11.10): they attend to IO and write "
+                           "against it, lowering the logit difference (later read as copy suppression); the course "
+                           "model's subject-suppression heads instead attend to S and push S down, raising it",
     "duplicate_token": "duplicate-token heads (0.1, 0.10, 3.0) attend from S2 to S1",
     "induction": "induction heads (5.5, 6.9) attend from S2 to S1 + 1",
 }
@@ -243,19 +265,24 @@ def circuit_comparison(report) -> list[str]:
     lines = []
     for cls, gpt2 in GPT2_SMALL.items():
         heads = getattr(report, cls)
-        here = (f"here {fmt(heads)}" if heads else "here none was found")
+        here = (f"here {fmt(heads)}" if report.passes(cls) else f"here none pass; candidates {fmt(heads)}"
+                if heads else "here none was found")
         if cls == "name_movers" and heads:
             here += (f", attending to IO {f['name_mover_attention_to_io']:.2f} on average and writing "
                      f"{f['name_mover_share']:.1%} of the logit difference directly")
-            if not report.meets("name_mover_share"):
+            if not report.passes(cls):
                 here += (" on the test families: named on the validation families, they fall short of the test "
-                         "(together at least half of the logit difference), so they are candidates, not name movers")
+                         "(together at least half of the logit difference), so they are not name movers")
         if cls == "subject_suppression" and heads:
             here += f", writing {f['subject_suppression_share']:.0%} of the logit difference by pushing S down"
         if cls == "s_inhibition" and heads:
             here += f"; patching them into the name movers' queries removes {f['s_inhibition_removed']:.0%}"
+            if not report.passes(cls):
+                here += " (the test asks for 30%)"
         if cls in ("duplicate_token", "induction") and heads:
             here += f"; with the other S2 detectors they send {f['duplicate_removed']:.0%} through keys and values"
+            if not report.passes(cls):
+                here += " (the test asks for 15%)"
         lines.append(f"GPT-2 small: {gpt2}; {here}.")
     lines.append(f"Faithfulness: mean-ablating every head outside the circuit keeps {f['outside_ablated_kept']:.0%} "
                  f"of the logit difference (Wang et al.'s circuit keeps 87% in GPT-2 small); ablating the circuit "
@@ -268,14 +295,16 @@ CLASS_COLOURS = {"name_movers": "tab:blue", "s_inhibition": "tab:orange", "subje
 
 
 def draw_circuit(report, n_layers: int):
-    """The circuit's classes as a graph: one row per layer, one node per named head, arrows along
-    the classes' roles (duplicate/induction → S2 readers → logits; name movers → logits)."""
+    """The circuit's classes as a graph: one row per layer, one node per head of a class that passes
+    its test, arrows along the classes' roles (duplicate/induction → S2 readers → logits; name
+    movers → logits). Candidates that fail their test are listed in the legend, not drawn."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 1 + 0.9 * n_layers))
     where = {}
+    drawn = {cls: list(getattr(report, cls)) if report.passes(cls) else [] for cls in CLASS_COLOURS}
     for cls, colour in CLASS_COLOURS.items():
-        for layer, head in getattr(report, cls):
+        for layer, head in drawn[cls]:
             if (layer, head) in where:
                 continue
             x = sum(1 for (l, _) in where if l == layer)
@@ -287,18 +316,23 @@ def draw_circuit(report, n_layers: int):
     ax.annotate("logits", (width / 2, n_layers), ha="center", va="center", color="white", fontsize=8)
 
     def arrow(a, b):
-        ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8}, zorder=1)
+        ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8,
+                                                         "connectionstyle": "arc3,rad=0.2"}, zorder=1)
 
-    for h in report.name_movers + report.subject_suppression:
+    readers = sorted(set(drawn["s_inhibition"] + drawn["subject_suppression"]))
+    for h in drawn["name_movers"] + drawn["subject_suppression"]:
         arrow(where[h], (width / 2, n_layers))
-    for h in report.s_inhibition:
-        for nm in report.name_movers:
+    for h in drawn["s_inhibition"]:
+        for nm in drawn["name_movers"]:
             arrow(where[h], where[nm])
-    for h in report.duplicate_token + report.induction:
-        for r in report.s2_readers:
+    for h in drawn["duplicate_token"] + drawn["induction"]:
+        for r in readers:
             arrow(where[h], where[r])
     for cls, colour in CLASS_COLOURS.items():
-        ax.scatter([], [], color=colour, label=cls.replace("_", " ") + ("" if getattr(report, cls) else " (none)"))
+        note = ("" if drawn[cls] else
+                f" (candidates {', '.join(_name(*h) for h in getattr(report, cls))} fail its test: not drawn)"
+                if getattr(report, cls) else " (none)")
+        ax.scatter([], [], color=colour, label=cls.replace("_", " ") + note)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_yticks(range(n_layers + 1), [f"layer {l}" for l in range(n_layers)] + ["out"])
     ax.set_xticks([])
@@ -336,3 +370,40 @@ def patching_speedup(model, corrupt, clean_cache, metric, repeats: int = 3, posi
     return {"batched": statistics.median(times["batched"]), "loop": statistics.median(times["loop"]),
             "speedup": statistics.median(ratios), "ratios": ratios,
             "max_difference": float((results["loop"] - results["batched"]).abs().max())}
+
+
+@torch.no_grad()
+def prediction_rates(model, data) -> dict:
+    """What the logit difference leaves out, on ``data`` (an :class:`IOIDataset`): how often IO is the
+    model's top next token, its mean probability, how often it is the top-scoring of all the course's
+    single-token names, and how often IO scores above S (what the logit difference measures)."""
+    from course.data.vocabulary import single_token_names
+
+    logits = model(data.clean)[torch.arange(len(data)), data.end_pos]                  # [prompt, vocab]
+    names = torch.tensor([model.to_single_token(" " + n) for n in single_token_names(model.tokenizer)])
+    names = names.to(logits.device)
+    top_name = names[logits[:, names].argmax(-1)]
+    io, s = data.io_tok.to(logits.device), data.s_tok.to(logits.device)
+    rows = torch.arange(len(data), device=logits.device)
+    return {"io_above_s": float((logits[rows, io] > logits[rows, s]).float().mean()),
+            "io_top_token": float((logits.argmax(-1) == io).float().mean()),
+            "p_io": float(logits.softmax(-1)[rows, io].mean()),
+            "io_top_name": float((top_name == io).float().mean()),
+            "n_names": len(names), "n_prompts": len(data)}
+
+
+def prediction_report(rates: dict) -> list[str]:
+    """What chapter 3 prints beside the logit difference, with what each number can show."""
+    lines = [f"IO scores above S in {rates['io_above_s']:.0%} of the {rates['n_prompts']} prompts (what the logit "
+             f"difference measures); IO is the top next token in {rates['io_top_token']:.0%} (mean p(IO) "
+             f"{rates['p_io']:.2f}) and the top-scoring of the course's {rates['n_names']} names in "
+             f"{rates['io_top_name']:.0%}."]
+    gap = rates["io_above_s"] - rates["io_top_token"]
+    if gap > 0.2:
+        lines.append(f"So the logit difference can be large while the model predicts something else: in "
+                     f"{gap:.0%} of prompts it ranks IO above S but does not predict IO. Patching with the logit "
+                     f"difference finds what separates IO from S, not what makes IO the answer.")
+    else:
+        lines.append("Here ranking IO above S and predicting IO mostly go together, so the logit difference "
+                     "tracks the prediction.")
+    return lines

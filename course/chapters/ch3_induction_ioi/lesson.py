@@ -275,20 +275,25 @@ print("the induction and previous-token heads found above are among the most har
 
 # %%
 from course.chapters.ch3_induction_ioi.findings import induction_formation
+# The log evaluates the raw weights and their running average (what ships) at each step: one
+# line per series, or the plot would zigzag between them.
 
 formed = induction_formation()
 fig, ax = plt.subplots(figsize=(8, 3))
 ax.plot(formed["loss_steps"], formed["loss"], color="grey", lw=0.8, label="training loss")
 ax.set_xlabel("step"); ax.set_ylabel("training loss")
 ax2 = ax.twinx()
-ax2.plot(formed["eval_steps"], formed["induction_score"], "b.-", label="best induction score")
-ax2.plot(formed["eval_steps"], formed["loss_ratio"], "g.-", label="repeat loss ratio")
-ax2.axvline(formed["formed_at"], color="r", ls="--")
-ax2.set_ylim(0, 1.05); fig.legend(loc="center right")
+ax2.plot(formed["eval_steps"], formed["induction_score"], "b.-", label=f"best induction score ({formed['weights']}, shipped)")
+ax2.plot(formed["eval_steps"], formed["loss_ratio"], "g.-", label=f"repeat loss ratio ({formed['weights']})")
+for name, series in formed["other"].items():
+    ax2.plot(series["eval_steps"], series["induction_score"], color="b", alpha=0.3, lw=0.8,
+             label=f"best induction score ({name})")
+ax2.axvline(formed["formed_at"], color="r", ls="--", label="formation")
+ax2.set_ylim(0, 1.05); fig.legend(loc="center right", fontsize=7)
 plt.show()
-print(f"the best induction score first passes {formed['threshold']} at step {formed['formed_at']} "
-      f"(from {formed['score_before']:.2f} at step {formed['step_before']}); the repeat loss ratio "
-      f"falls from {formed['ratio_before']:.2f} to {formed['ratio_after']:.2f} over that interval")
+print(f"on the shipped ({formed['weights']}) weights the best induction score first passes {formed['threshold']} "
+      f"at step {formed['formed_at']} (from {formed['score_before']:.2f} at step {formed['step_before']}); the "
+      f"repeat loss ratio falls from {formed['ratio_before']:.2f} to {formed['ratio_after']:.2f} over that interval")
 
 # %% [markdown]
 # ## Part B — indirect object identification
@@ -361,6 +366,17 @@ ld_clean = patching.logit_diff(model(data.clean), data.end_pos, data.io_tok, dat
 ld_abc = patching.logit_diff(model(data.abc), data.end_pos, data.io_tok, data.s_tok)
 print(f"logit difference: clean {ld_clean.mean():.2f} (IO preferred in {(ld_clean > 0).float().mean():.0%} "
       f"of prompts), ABC {ld_abc.mean():.2f}")
+
+# %% [markdown]
+# The logit difference asks one question: does the model score IO above S? It cannot say
+# whether the model *predicts* IO: a model can push S far down and still give most of its
+# probability to another word, or another name. So print the prediction beside it.
+
+# %%
+from course.chapters.ch3_induction_ioi.findings import prediction_rates, prediction_report
+
+for line in prediction_report(prediction_rates(model, data)):
+    print(line)
 
 rows = data.group == 0
 n_pos = int(data.end_pos[rows].max()) + 1
@@ -634,10 +650,6 @@ IOIExplorer(model, report)
 #   compared them with GPT-2 small's.
 
 # %%
-from course.chapters.ch3_induction_ioi.findings import patching_speedup
-
-bench = patching_speedup(model, abc_tokens, clean_cache, ioi_metric, repeats=1, positions=end)
-print(f"Closing note: batched head patching {bench['batched']:.2f} s against {bench['loop']:.2f} s for a loop of "
-      f"single-head patches ({bench['speedup']:.1f}x on this machine; `python benchmarks/patching.py` for more); "
-      f"circuit faithfulness {report.figures['outside_ablated_kept']:.2f}. This notebook ran in "
-      f"{time.perf_counter() - started:.0f} s after loading its imports.")
+print(f"Closing note: circuit faithfulness {report.figures['outside_ablated_kept']:.2f} (mean-ablating every head "
+      f"outside the circuit); batched against looped patching is timed in `python benchmarks/patching.py`. "
+      f"This notebook ran in {time.perf_counter() - started:.0f} s after loading its imports.")

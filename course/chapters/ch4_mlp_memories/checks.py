@@ -91,11 +91,20 @@ def _key_cases(model, hidden):
     from course.editing.rome import prefixes, with_prefix
 
     out = []
-    for i, p in enumerate(_fact_prompts(hidden)):
+    for i, p in enumerate(_fact_prompts(hidden) + [_multi_token_subject_prompt(model, hidden)]):
         texts = [with_prefix(pre, p.text) for pre in prefixes(model, 3 + i, seed=20 + hidden)]
-        out.append(Case(f"{p.text!r} after {len(texts)} prefixes, layer {i % model.cfg.n_layers}",
-                        (model, i % model.cfg.n_layers, texts, p.country)))
+        n = len(model.to_str_tokens(" " + p.country, prepend_bos=False))
+        out.append(Case(f"{p.text!r} (a subject of {n} token{'s' if n > 1 else ''}) after {len(texts)} prefixes, "
+                        f"layer {i % model.cfg.n_layers}", (model, i % model.cfg.n_layers, texts, p.country)))
     return out
+
+
+def _multi_token_subject_prompt(model, hidden):
+    """A fact whose subject is several tokens, where the subject's first and last token differ (every
+    country's name is one token in the course's tokenizer, so the subject is a longer phrase)."""
+    c = facts.countries()[9 if hidden else 5]
+    subject = f"{'Kingdom' if hidden else 'Republic'} of {c.name}"
+    return facts.FactPrompt(f"The capital of the {subject} is", " " + c.capital, subject, "capital")
 
 
 def _moment_cases(model, hidden):
@@ -173,6 +182,28 @@ def _key_at_last_token(model, layer, texts, subject):
                         for t in texts]).mean(0)
 
 
+def _key_at_first_subject_token(model, layer, texts, subject):
+    from course.tracing import subject_span
+
+    return torch.stack([model.run_with_cache(t, names_filter=f"blocks.{layer}.mlp.hook_post")[1]["post", layer]
+                        [0, subject_span(model, t, subject)[0]] for t in texts]).mean(0)
+
+
+def _key_single_text(model, layer, texts, subject):
+    from course.tracing import subject_span
+
+    t = texts[0]
+    return model.run_with_cache(t, names_filter=f"blocks.{layer}.mlp.hook_post")[1]["post", layer][
+        0, subject_span(model, t, subject)[1] - 1]
+
+
+def _key_pre_gelu(model, layer, texts, subject):
+    from course.tracing import subject_span
+
+    return torch.stack([model.run_with_cache(t, names_filter=f"blocks.{layer}.mlp.hook_pre")[1]["pre", layer]
+                        [0, subject_span(model, t, subject)[1] - 1] for t in texts]).mean(0)
+
+
 def _moment_centred(acts):
     flat = acts.reshape(-1, acts.shape[-1])
     flat = flat - flat.mean(0)
@@ -201,7 +232,14 @@ EXERCISES = {ex.name: ex for ex in [
     Exercise(CHAPTER, "causal_trace", _trace_cases, atol=1e-4, rtol=1e-3, causes=[
         (_trace_noise_everywhere, "noise went onto every position; only the subject's tokens are corrupted.")]),
     Exercise(CHAPTER, "subject_key", _key_cases, atol=1e-4, rtol=1e-4, causes=[
-        (_key_at_last_token, "that is the key at the sentence's last token; ROME's key is at the subject's last token.")]),
+        (_key_at_last_token, "that is the key at the sentence's last token; ROME's key is at the subject's last token."),
+        (_key_at_first_subject_token, "that is the key at the subject's *first* token; ROME's key is at its last "
+                                      "token (subject_span's end − 1), which differs when the subject is several "
+                                      "tokens."),
+        (_key_single_text, "that is the key from the first text only; average it over all the texts (the "
+                           "same sentence after different prefixes)."),
+        (_key_pre_gelu, "these are the activations before the GELU (mlp.hook_pre); the key is the post-GELU "
+                        "activation (mlp.hook_post).")]),
     Exercise(CHAPTER, "key_second_moment", _moment_cases, atol=1e-4, rtol=1e-4, causes=[
         (_moment_centred, "you centred the keys (a covariance); ROME uses the uncentred second moment E[k kᵀ].")]),
     Exercise(CHAPTER, "rank_one_update", _update_cases, atol=1e-4, rtol=1e-3, causes=[

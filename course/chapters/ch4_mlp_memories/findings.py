@@ -24,12 +24,37 @@ def clearest_neurons(model, stream, acts, per_layer: int = 2, k: int = 20) -> li
     return out
 
 
-def key_value_agreement_summary(model, acts, tokens, k_contexts: int = 10, k_tokens: int = 10) -> dict:
-    """Agreement per layer against chance, and whether the last layer agrees more than the first."""
-    a = agreement_by_layer(model, acts, tokens, k_contexts, k_tokens)
-    return {**a, "above_chance": [x > b for x, b in zip(a["agreement"], a["baseline"])],
+def key_value_agreement_summary(model, acts, tokens, k_contexts: int = 10, k_tokens: int = 10,
+                                n_null: int = 50) -> dict:
+    """Agreement per layer against a null of ``n_null`` shuffled pairings (a permutation test),
+    each layer's share of active neurons (post-GELU > 0), and whether the last layer agrees more
+    than the first. A layer is above chance when its p-value is below 0.05."""
+    a = agreement_by_layer(model, acts, tokens, k_contexts, k_tokens, n_null=n_null)
+    return {**a, "above_chance": [p < 0.05 for p in a["p_value"]], "n_null": n_null,
+            "active": [float((acts[layer] > 0).float().mean()) for layer in range(acts.shape[0])],
             "upper_agrees_more": a["agreement"][-1] > a["agreement"][0],
             "best_layer": max(range(len(a["agreement"])), key=a["agreement"].__getitem__)}
+
+
+def agreement_report(a: dict) -> list[str]:
+    """The lines chapter 4 prints for :func:`key_value_agreement_summary`."""
+    floor = 1 / (1 + a["n_null"])          # the smallest p-value the shuffles can give
+    lines = [f"layer {layer}: agreement {x:.4f}   chance {b:.4f} (95% of {a['n_null']} shuffles below {hi:.4f})   "
+             + (f"p <= {p:.3f} (no shuffle reached it)" if p <= floor + 1e-12 else f"p = {p:.3f}")
+             + f"   activations > 0: {act:.1%}"
+             for layer, (x, b, hi, p, act) in enumerate(zip(a["agreement"], a["baseline"], a["null_high"],
+                                                            a["p_value"], a["active"]))]
+    above = [i for i, ok in enumerate(a["above_chance"]) if ok]
+    not_above = [i for i, ok in enumerate(a["above_chance"]) if not ok]
+    lines.append(f"above chance (p < 0.05): layers {above or 'none'}"
+                 + (f"; not distinguishable from chance: layers {not_above}" if not_above else ""))
+    for i in not_above:
+        if a["active"][i] < 0.01:
+            lines.append(f"layer {i}'s MLP is almost silent (only {a['active'][i]:.2%} of its neurons' activations "
+                         "on the stream are above 0), so its neurons' top contexts say little")
+    lines.append(f"the last layer agrees {'more' if a['upper_agrees_more'] else 'less'} than the first "
+                 f"({'as' if a['upper_agrees_more'] else 'unlike'} Geva et al.'s upper layers)")
+    return lines
 
 
 @torch.no_grad()

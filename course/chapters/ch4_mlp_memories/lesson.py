@@ -238,17 +238,16 @@ check.key_value_agreement(key_value_agreement, hidden=True, quiet=True).require(
 
 # %% [markdown]
 # Measured on every layer, against chance: the same count with each neuron given another
-# neuron's value (a fixed random shuffle within the layer).
+# neuron's value (a random shuffle within the layer), 50 times. The p-value is the share of
+# shuffles (counting the real pairing) that agree at least as well as the real one; a layer
+# is above chance only where it is below 0.05.
 
 # %%
-from course.chapters.ch4_mlp_memories.findings import key_value_agreement_summary
+from course.chapters.ch4_mlp_memories.findings import agreement_report, key_value_agreement_summary
 
 agreement = key_value_agreement_summary(model, acts, stream.tokens)
-for layer, (a, b) in enumerate(zip(agreement["agreement"], agreement["baseline"])):
-    print(f"layer {layer}: agreement {a:.3f}   chance {b:.3f}   ({a / b:.1f}x)")
-print(f"above chance in every layer: {all(agreement['above_chance'])}; the last layer agrees "
-      f"{'more' if agreement['upper_agrees_more'] else 'less'} than the first "
-      f"({'as' if agreement['upper_agrees_more'] else 'unlike'} Geva et al.'s upper layers)")
+for line in agreement_report(agreement):
+    print(line)
 
 # %% [markdown]
 # ## 5. Which neurons write a fact's answer?
@@ -439,7 +438,8 @@ TraceExplorer(model, traced[1].text, traced[1].country)
 # %% tags=["exercise"]
 def subject_key(model, layer: int, texts: list[str], subject: str) -> Tensor:
     """The MLP key of ``subject``: layer ``layer``'s post-GELU activation at the subject's last
-    token, averaged over ``texts`` (the same sentence after different prefixes).
+    token (a subject may be several tokens), averaged over ``texts`` (the same sentence after
+    different prefixes).
 
     Returns [d_mlp].
     """

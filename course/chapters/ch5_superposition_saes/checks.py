@@ -40,7 +40,10 @@ def _loss_cases(model, hidden):
 def _dim_cases(model, hidden):
     g = _g(31 if hidden else 30)
     antipodal = torch.tensor([[[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]])        # a pair sharing a line, one alone
+    dropped = torch.tensor([[[2.0, 0.0, 0.0, 0.78], [0.0, 0.0, 1.5, 1.04]]])  # the second feature is dropped (all 0)
     cases = [Case("an antipodal pair and a feature alone", (antipodal,))] if not hidden else []
+    cases.append(Case("a dropped feature (a column of zeros), whose dimensionality is 0",
+                      (dropped if not hidden else dropped.flip(-1),)))
     cases.append(Case("random W [3, 4, 9]" if not hidden else "random W [2, 3, 7]",
                       (torch.randn(*((3, 4, 9) if not hidden else (2, 3, 7)), generator=g),)))
     return cases
@@ -77,6 +80,9 @@ def _step_cases(model, hidden):
             sae = _sae(8, 24, a, 4, s)
             return sae, torch.optim.Adam(sae.parameters(), lr=0.1), torch.randn(16, 8, generator=_g(s + 100)), l1
         out.append(Case(f"a fresh {a} SAE, Adam lr 0.1, l1_coeff={l1}", (), fresh=fresh))
+        # Several steps in a row, as in training: what one step from a fresh SAE cannot show
+        # (gradients left over from the last step, a decoder returned by reference).
+        out.append(Case(f"3 steps in a row of a fresh {a} SAE (every step's result kept)", (), fresh=fresh, repeat=3))
     return out
 
 
@@ -150,6 +156,52 @@ def _step_no_normalise(sae, optimizer, x, l1_coeff):
     return loss.detach(), sae.W_dec.detach().clone()
 
 
+def _step_no_zero_grad(sae, optimizer, x, l1_coeff):
+    with torch.enable_grad():
+        f = sae.encode(x)
+        loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
+        if sae.cfg.activation == "relu":
+            loss = loss + l1_coeff * f.abs().sum(-1).mean()
+        loss.backward()
+        sae.remove_parallel_gradient()
+        optimizer.step()
+        sae.normalize_decoder()
+    return loss.detach(), sae.W_dec.detach().clone()
+
+
+def _step_live_decoder(sae, optimizer, x, l1_coeff):
+    with torch.enable_grad():
+        optimizer.zero_grad()
+        f = sae.encode(x)
+        loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
+        if sae.cfg.activation == "relu":
+            loss = loss + l1_coeff * f.abs().sum(-1).mean()
+        loss.backward()
+        sae.remove_parallel_gradient()
+        optimizer.step()
+        sae.normalize_decoder()
+    return loss.detach(), sae.W_dec.detach()
+
+
+def _step_no_parallel_removal(sae, optimizer, x, l1_coeff):
+    with torch.enable_grad():
+        optimizer.zero_grad()
+        f = sae.encode(x)
+        loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
+        if sae.cfg.activation == "relu":
+            loss = loss + l1_coeff * f.abs().sum(-1).mean()
+        loss.backward()
+        optimizer.step()
+        sae.normalize_decoder()
+    return loss.detach(), sae.W_dec.detach().clone()
+
+
+def _dim_no_clamp(W):
+    norms = W.norm(dim=1)
+    unit = W / norms[:, None, :]
+    return norms.pow(2) / torch.einsum("ihf,ihg->ifg", unit, W).pow(2).sum(-1)
+
+
 def _splice_zero(model, sae, tokens):
     return model.run_with_hooks(tokens, fwd_hooks=[(sae.cfg.hook_name, lambda x, hook: torch.zeros_like(x))],
                                 return_type="loss")
@@ -168,7 +220,9 @@ EXERCISES = {ex.name: ex for ex in [
         (_loss_unweighted, "the importance weights were left out: multiply each feature's squared error by its importance.")]),
     Exercise(CHAPTER, "feature_dimensionality", _dim_cases, atol=1e-4, rtol=1e-4, causes=[
         (_dim_unnormalised, "the dot products use W_i itself; the formula takes the unit vector Ŵ_i = W_i / ||W_i|| "
-                            "in the denominator.")]),
+                            "in the denominator."),
+        (_dim_no_clamp, "a dropped feature (a column of zeros) has norm 0, so Ŵ_i = W_i / 0 gives NaN; its "
+                        "dimensionality is 0: divide by the norm clamped away from 0 (norm.clamp_min(1e-8)).")]),
     Exercise(CHAPTER, "sae_encode", _encode_cases, atol=1e-5, rtol=1e-4, causes=[
         (_encode_relu_always, "a TopK SAE keeps only the k largest pre-activations; you kept every positive one."),
         (_encode_topk_no_relu, "after TopK, apply a ReLU to the kept values (a negative one stays zero).")]),
@@ -176,7 +230,13 @@ EXERCISES = {ex.name: ex for ex in [
         (_loss_mean_over_dims, "the squared error is summed over the d dimensions (then averaged over tokens), not averaged over both."),
         (_loss_l1_on_topk, "a TopK SAE has no L1 penalty: add it only when sae.cfg.activation == 'relu'.")]),
     Exercise(CHAPTER, "training_step", _step_cases, atol=1e-5, rtol=1e-4, causes=[
-        (_step_no_normalise, "the decoder rows were not put back to unit norm after the step (sae.normalize_decoder()).")]),
+        (_step_no_normalise, "the decoder rows were not put back to unit norm after the step (sae.normalize_decoder())."),
+        (_step_no_zero_grad, "the gradients were never zeroed: each step adds its gradient to the last one's "
+                             "(optimizer.zero_grad() before backward())."),
+        (_step_live_decoder, "the decoder you return is the live parameter, which the next step changes: "
+                             "return a copy (sae.W_dec.detach().clone())."),
+        (_step_no_parallel_removal, "the gradient's part along each decoder row was not removed before the step "
+                                    "(sae.remove_parallel_gradient()).")]),
     Exercise(CHAPTER, "spliced_loss", _splice_cases, atol=1e-4, rtol=1e-4, causes=[
         (_splice_zero, "you zeroed the activation; replace it with the SAE's reconstruction, sae(x)."),
         (_splice_clean, "that is the clean model's loss: the hook on sae.cfg.hook_name must return sae(x).")]),

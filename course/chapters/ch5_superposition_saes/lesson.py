@@ -23,7 +23,7 @@
 #
 # Part A trains toy models (many at once, one per sparsity level) and watches superposition
 # appear. Part B trains an SAE on the course model's residual stream, measures it (L0,
-# explained variance, dead features, loss recovered), reads its features, names three of
+# explained variance, dead features, loss recovered), reads its features, names a few of
 # them by code, and steers the model with one. Every statement about the model is computed
 # in front of you.
 
@@ -155,7 +155,8 @@ SuperpositionExplorer()
 def feature_dimensionality(W: Tensor) -> Tensor:
     """D_i = ||W_i||² / Σ_j (Ŵ_i · W_j)² for every feature of every instance.
 
-    W: [instance, d_hidden, feature]. Returns [instance, feature].
+    W: [instance, d_hidden, feature]. Returns [instance, feature]. A dropped feature (a column of
+    zeros) has D_i = 0, not NaN: keep the norm you divide by away from 0.
     """
     # Hint: the columns W[:, :, i] are the features; normalise them, then einsum for all dot products.
     ### BEGIN SOLUTION
@@ -177,9 +178,12 @@ check.feature_dimensionality(feature_dimensionality, hidden=True, quiet=True).re
 
 # %% [markdown]
 # Forty features in ten dimensions at eight sparsity levels: as features get sparser, the
-# number of features represented per hidden dimension ($\|W\|_F^2 / d$, each represented
-# feature contributing about 1) rises, and the single features' $D_i$ cluster at a few
-# "sticky" fractions (1, 1/2, 2/5, 1/3...).
+# number of features represented per hidden dimension rises (at most 40 / 10 = 4). Counting
+# them as $\|W\|_F^2 / d$ assumes each represented feature has norm 1; a trained feature's
+# norm can exceed 1, so the cell counts features with norm above 0.5 instead and prints
+# both. Elhage et al. found the single features' $D_i$ clustering at a few "sticky" fractions
+# (1, 1/2, 2/5, 1/3...); the cell measures how many of this run's represented features sit
+# near one.
 
 # %%
 from course.superposition import ToyModel, train_toy
@@ -194,14 +198,26 @@ big = ToyModel(len(ps), n_feat, d_hid, seed=1)
 train_toy(big, ps[:, None].expand(-1, n_feat).contiguous(), torch.ones(len(ps), n_feat), steps=1500, seed=1)
 dims = dimensionality(big.W)
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
-per_dim = big.W.pow(2).sum((1, 2)) / d_hid
+norms = big.W.detach().norm(dim=1)                                  # [instance, feature]
+per_dim = (norms > 0.5).sum(-1) / d_hid                             # represented features per dimension
+frobenius = big.W.detach().pow(2).sum((1, 2)) / d_hid
 axes[0].plot(1 / ps, per_dim, "o-"), axes[0].set_xscale("log")
 axes[0].set_xlabel("1 / feature probability"), axes[0].set_ylabel("features per dimension")
 for i, p in enumerate(ps):
     axes[1].scatter(torch.full((n_feat,), float(1 / p)), dims[i], s=6, alpha=0.5)
 axes[1].set_xscale("log"), axes[1].set_xlabel("1 / feature probability"), axes[1].set_ylabel("$D_i$")
 plt.show()
-print("features per dimension, dense -> sparse:", [round(float(v), 2) for v in per_dim])
+print("represented features per dimension, dense -> sparse:", [round(float(v), 2) for v in per_dim],
+      f"(at most {n_feat / d_hid:g})")
+print("||W||² / d, the same runs:", [round(float(v), 2) for v in frobenius],
+      f"(represented features' mean norm {float(norms[norms > 0.5].mean()):.2f}, so this overcounts)")
+sticky = torch.tensor([1, 1 / 2, 2 / 5, 1 / 3, 1 / 4])
+represented = dims.detach()[norms > 0.5]
+near = ((represented[:, None] - sticky).abs() < 0.05).any(-1).float().mean()
+share_of_line = float(((torch.rand(10_000, generator=torch.Generator().manual_seed(0))[:, None] - sticky).abs()
+                       < 0.05).any(-1).float().mean())
+print(f"{float(near):.0%} of the represented features have a D_i within 0.05 of 1, 1/2, 2/5, 1/3 or 1/4 "
+      f"(values spread evenly over [0, 1] would land there {share_of_line:.0%} of the time)")
 
 # %% [markdown]
 # **Correlated and anticorrelated features.** Superposition relies on features rarely being
@@ -309,7 +325,8 @@ check.sae_loss(sae_loss, hidden=True, quiet=True).require()
 def training_step(sae, optimizer, x: Tensor, l1_coeff: float) -> tuple[Tensor, Tensor]:
     """One optimisation step of ``sae`` on ``x [batch, d]`` with your ``sae_loss``.
 
-    Returns (the loss before the step, detached; the decoder W_dec after the step, a copy).
+    Returns (the loss before the step, detached; the decoder W_dec after the step, a copy). The
+    check runs several steps in a row, as training does.
     """
     ### BEGIN SOLUTION
     with torch.enable_grad():
@@ -499,11 +516,16 @@ else:
 #
 # - Sparse features are stored in superposition: more features than dimensions, at the price
 #   of interference; importance decides which get represented, sparsity how many.
-# - Feature dimensionality sticks at simple fractions; correlated features are kept apart,
-#   anticorrelated ones share a line.
+# - Feature dimensionality clusters near simple fractions to the degree printed in section 3.
+#   Correlated features cannot be superposed cheaply: with no room for both, a pair is stored
+#   along one direction (their sum); anticorrelated ones share a line, pointing opposite
+#   ways. The cosines printed above say which happened here.
 # - An SAE recovers sparse features from the course model's residual stream; the numbers
 #   above measure how well (L0, explained variance, dead features, loss recovered).
-# - Features for names, digits and facts were found by code, and a feature's direction steers.
+# - Features for names, digits and facts were found by code, each with the share of its
+#   activation that falls on its kind of token. Adding a feature's direction to the stream was
+#   measured against activation addition: the printout gives each one's effect on P(name next)
+#   and its KL from the clean run, and what the text becomes as the scale grows.
 
 # %%
 print(f"Closing note: shipped SAE at {site}: {shipped}. Named features: "

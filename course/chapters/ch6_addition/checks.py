@@ -43,7 +43,15 @@ def _right_cases(model, hidden):
     altered[rows, first[rows]] = digits[(now + 1 + int(hidden)) % 10]
     return [Case("the model's own logits", (logits, batch.tokens, batch.answer_mask)),
             Case("noisy logits (some digits wrong)", (noisy, batch.tokens, batch.answer_mask)),
-            Case("every other line's first answer digit changed", (logits, altered, batch.answer_mask))]
+            Case("every other line's first answer digit changed", (logits, altered, batch.answer_mask)),
+            # The same top tokens, but flat: no digit above probability 0.5, so only the argmax is right.
+            Case("the model's logits divided by 20 (the same top tokens, all below p = 0.5)",
+                 (logits / 20, batch.tokens, batch.answer_mask))]
+
+
+def _right_by_threshold(logits, tokens, answer_mask):
+    p = logits[:, :-1].softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
+    return ((p > 0.5) | ~answer_mask[:, 1:]).all(-1)
 
 
 def _attention_cases(model, hidden):
@@ -171,6 +179,10 @@ def _waves_cos_only(logits, freqs):
 
 EXERCISES = {ex.name: ex for ex in [
     Exercise(CHAPTER, "answer_right", _right_cases, atol=0, rtol=0, causes=[
+        # First: on flat logits a threshold and a missing shift both say "all wrong"; the
+        # threshold is the one that passes the confident cases before.
+        (_right_by_threshold, "a digit is right when it is the model's top token (argmax), whatever its "
+                              "probability; you asked for p > 0.5."),
         (_right_without_shift, "the logits at a position predict the *next* token: compare logits[:, :-1] with "
                                "tokens[:, 1:]."),
         (_right_any_digit, "a sum is right only when *every* answer digit is; you counted one right digit as enough.")]),

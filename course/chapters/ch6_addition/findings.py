@@ -61,8 +61,28 @@ def grokking_phases(curve: list[dict], measures: list[dict]) -> dict:
     grokked = next((r["step"] for r in curve if r["test_loss"] < 0.1), None)
     norms = [m["weight_norm"] for m in measures if formed is not None and m["step"] >= formed]
     return {"memorized": memorized, "test_loss_when_memorized": test_then, "test_loss_at_start": start_test,
-            "circuit_formed": formed, "grokked": grokked,
-            "weight_norm_falls_after_formation": bool(norms) and norms[-1] < max(norms)}
+            "circuit_formed": formed, "grokked": grokked, "last_step": measures[-1]["step"],
+            "weight_norm_at_formation": norms[0] if norms else None,
+            "weight_norm_at_end": norms[-1] if norms else None,
+            # a fall of at least 5% from formation to the end: a dip on the way is not a clean-up
+            "weight_norm_falls_after_formation": bool(norms) and norms[-1] < 0.95 * norms[0]}
+
+
+def grokking_report(phases: dict) -> str:
+    """The sentence chapter 6 prints about the phases, with the weight norm's verdict computed."""
+    text = (f"memorization: train loss below a tenth of its start by step {phases['memorized']} (test loss still "
+            f"{phases['test_loss_when_memorized']:.2f}); circuit formation: restricted loss below a tenth of its "
+            f"start at checkpoint {phases['circuit_formed']}; cleanup: test loss below 0.1 from step "
+            f"{phases['grokked']}.")
+    a, b = phases["weight_norm_at_formation"], phases["weight_norm_at_end"]
+    if a is None:
+        return text + " The circuit never formed, so there is no clean-up to look for."
+    text += f" The weight norm goes from {a:.0f} at formation to {b:.0f} at the last checkpoint ({b / a - 1:+.0%}):"
+    if phases["weight_norm_falls_after_formation"]:
+        return text + " it falls, as in Nanda et al.'s clean-up, where weight decay removes the memorized part."
+    return text + (" it does not fall. Here the test loss drops without the fall of the weight norm that marks "
+                   "Nanda et al.'s clean-up (weight decay shrinking the weights as the memorizing components go); "
+                   f"training stopped at step {phases['last_step']}, so a later fall is not measured.")
 
 
 def _by_carry(ok: torch.Tensor, carry: torch.Tensor) -> tuple[float, float]:
@@ -212,3 +232,20 @@ def sum_readout(model, fit, report, ridge: float = 1e-2) -> dict:
     b1 = torch.tensor([p.b // 10 for p in report.prompts])
     return {"rows": rows, "mean_guess_mae": float((y_rep - y_fit.mean()).abs().mean()),
             "tens_digits_mae": float((10 * (a1 + b1) + 9 - y_rep).abs().mean())}
+
+
+def rough_size_verdict(mae: float, readout: dict, layer: int) -> str:
+    """Whether the stream entering ``layer`` knows the sum's rough size: its readout error ``mae``
+    against the two yardsticks of :func:`sum_readout` (the mean sum, the tens digits alone), with the
+    margin. A rough-magnitude pathway needs at least the tens digits' own precision."""
+    mean_mae, tens_mae = readout["mean_guess_mae"], readout["tens_digits_mae"]
+    head = (f"entering layer {layer}, before the carry is switched there, a linear readout of the sum errs by "
+            f"{mae:.1f}; yardsticks: the mean sum {mean_mae:.1f}, the tens digits alone {tens_mae:.1f}")
+    if mae <= tens_mae:
+        return (head + f". It beats the tens digits alone by {tens_mae - mae:.1f}: the stream knows the rough size "
+                "of the sum, more than its tens digits say, before the carry arrives (a rough-magnitude pathway).")
+    if mae < mean_mae:
+        return (head + f". That is {mae - tens_mae:.1f} worse than the tens digits alone (and {mean_mae - mae:.1f} "
+                "better than the mean): the stream holds some of the sum's size, but less than its own tens "
+                "digits carry, so this is no evidence of a separate rough-magnitude pathway.")
+    return head + ". No better than guessing the mean: nothing of the sum's size is linearly readable there."

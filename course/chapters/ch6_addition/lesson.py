@@ -61,7 +61,8 @@ print(f"{model.cfg.n_layers} layers x {model.cfg.n_heads} heads; {len(test.promp
 
 # %% tags=["exercise"]
 def answer_right(logits: Tensor, tokens: Tensor, answer_mask: Tensor) -> Tensor:
-    """Whether the top prediction is right at every answer digit of each line.
+    """Whether the top prediction (the argmax, whatever its probability) is right at every answer
+    digit of each line.
 
     logits: [batch, pos, d_vocab]; tokens, answer_mask: [batch, pos]. Returns [batch] bool.
     """
@@ -162,22 +163,24 @@ for (d, t), scores in patched.items():
 #
 # Chapter 1's direct logit attribution, per answer digit: at the position predicting the
 # ones (or tens) digit, each head's and each MLP's write goes through the final layer norm
-# (with the scale the model used there) onto the right digit's unembedding. With the norm's
-# bias the components sum to that digit's logit; the toolkit's `digit_attribution` checks
-# nothing away.
+# (with the scale the model used there) onto the right digit's unembedding **minus the mean
+# unembedding of the ten digits**. A write that raises every digit alike (the embedding says
+# "a digit comes next", not which) gets no credit for choosing the answer. With the norm's
+# bias the components sum to the right digit's logit minus the ten digits' mean logit.
 
 # %%
 from course.arithmetic import digit_attribution
 
 fig, ax = plt.subplots(figsize=(11, 2.8))
 for i, target in enumerate(("ones", "tens")):
-    attr, names = digit_attribution(model, test, target)          # [component, sum]
+    attr, names = digit_attribution(model, test, target, relative=True)   # [component, sum]
     ax.bar([j + 0.4 * i for j in range(len(names))], attr.mean(1), width=0.4, label=f"{target} digit")
     top = attr.mean(1).topk(3).indices.tolist()
     print(f"{target} digit: largest direct writers", ", ".join(f"{names[j]} ({float(attr[j].mean()):.1f})" for j in top),
-          f"of a mean logit {float(attr.sum(0).mean()):.1f} (norm bias left out)")
+          f"of a mean {float(attr.sum(0).mean()):.1f} for the right digit's logit above the ten digits' mean "
+          f"(norm bias left out)")
 ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-ax.set(ylabel="mean direct logit attribution")
+ax.set(ylabel="mean direct attribution\n(right digit − digits' mean)")
 ax.legend(fontsize=7)
 plt.show()
 
@@ -329,7 +332,7 @@ print(f"Of the carry sums switching off breaks, {switch['off_one_ten_short']:.2f
 # size without the ones digits.
 
 # %%
-from course.chapters.ch6_addition.findings import sum_readout
+from course.chapters.ch6_addition.findings import rough_size_verdict, sum_readout
 
 before_carry = {}                                             # answer length -> readout error entering its carry layer
 for g in switch["groups"]:
@@ -339,13 +342,7 @@ for g in switch["groups"]:
                                                    for row in readout["rows"]))
     before = next(r for r in readout["rows"] if r["hook"] == stream_name(model, g["layer"]))
     before_carry[g["digits"]] = before["mae"]
-    rough = before["mae"] <= 1.5 * readout["tens_digits_mae"] and before["mae"] < readout["mean_guess_mae"] / 4
-    print(f"   yardsticks: the mean sum errs by {readout['mean_guess_mae']:.1f}, the tens digits alone by "
-          f"{readout['tens_digits_mae']:.1f}. Entering layer {g['layer']}, before the carry is switched there, the "
-          "stream " + (f"already knows the sum to about {before['mae']:.1f}: a rough-magnitude pathway, about as "
-                       "precise as the tens digits alone; the carry then sharpens it into the exact tens digit."
-                       if rough else f"knows the sum only to {before['mae']:.1f}: no rough-magnitude pathway is "
-                       "linearly readable there yet; the carry comes first."))
+    print("   " + rough_size_verdict(before["mae"], readout, g["layer"]))
 
 # %% [markdown]
 # ### 5. Neurons as a bag of heuristics
@@ -551,12 +548,12 @@ FourierViewer(modular, freqs[0], freqs=list(range(1, P // 2 + 1)))
 # **Circuit formation**: the restricted loss (key frequencies only) falls while the excluded
 # loss stays high — the model comes to compute with the key frequencies. **Cleanup**: the
 # test loss falls the rest of the way; Nanda et al. saw the weight norm fall here as weight
-# decay removed the memorized solution (the printout says whether it falls in this short
-# run). The fine loss curve is logged every few steps; the progress measures exist only at
+# decay removed the memorized solution, over many steps after the test loss dropped (the
+# printout says whether this run goes on long enough to show it). The fine loss curve is logged every few steps; the progress measures exist only at
 # the checkpoints.
 
 # %%
-from course.chapters.ch6_addition.findings import grokking_phases
+from course.chapters.ch6_addition.findings import grokking_phases, grokking_report
 from course.fourier import progress_measures
 from course.models.modular import loss_curve
 
@@ -565,10 +562,7 @@ phases = grokking_phases(loss_curve(), measures)
 for m in measures:
     print(f"step {m['step']:4d}: train {m['train_loss']:.3f}  test {m['test_loss']:.3f}  restricted "
           f"{m['restricted_loss']:.3f}  excluded {m['excluded_loss']:.3f}  weights {m['weight_norm']:.0f}")
-print(f"memorization: train loss below a tenth of its start by step {phases['memorized']} (test loss still "
-      f"{phases['test_loss_when_memorized']:.2f}); circuit formation: restricted loss below a tenth of its start "
-      f"at checkpoint {phases['circuit_formed']}; cleanup: test loss below 0.1 from step {phases['grokked']}; the weight "
-      f"norm {'falls' if phases['weight_norm_falls_after_formation'] else 'does not fall'} after the circuit forms")
+print(grokking_report(phases))
 GrokkingTimeline(measures)
 
 # %% [markdown]
