@@ -122,3 +122,14 @@ def attribution_patch_heads(model, corrupt: Tensor, clean_cache, metric: Callabl
     names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(corrupt, names_filter=names, incl_bwd=True, metric=metric)
     return torch.stack([((clean_cache[n] - cache[n]) * cache[n + "_grad"]).sum((0, 1, 3)) for n in names])
+
+
+def attention_to_s2(patterns: list[Tensor], end_pos: Tensor, s2_pos: Tensor) -> Tensor:
+    """Mean attention from each prompt's last token to its S2 position, for every head.
+
+    patterns: one [batch, head, query, key] pattern per layer; end_pos, s2_pos: [batch] positions
+    (prompts differ in length, so each row has its own). Returns [layer, head].
+    """
+    # Hint: with rows = torch.arange(len(end_pos)), pattern[rows, :, end_pos, s2_pos] is [batch, head].
+    rows = torch.arange(len(end_pos), device=end_pos.device)
+    return torch.stack([p[rows, :, end_pos, s2_pos].mean(0) for p in patterns])

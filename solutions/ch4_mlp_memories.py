@@ -83,7 +83,9 @@ def causal_trace(model, tokens: Tensor, subject: tuple[int, int], answer: int, n
 
     tokens: [1, pos]; noise: [sample, end - start, d_model]; kind: "resid" (hook_resid_post),
     "mlp" (hook_mlp_out) or "attn" (hook_attn_out). Returns [layer, pos]: entry (l, i) restores
-    that output of layers max(0, l - window // 2) ... (window of them) at position i.
+    that output at position i in the window of ``window`` layers centred on l, from
+    l - window // 2 to l - window // 2 + window - 1, clipped to the model's layers (so near the
+    first and the last layer the window holds fewer layers).
     """
     # Hint: run_with_hooks on tokens.repeat(n_samples, 1) with a hook on "hook_embed" that adds the
     # noise, and hooks on the restored points that copy the clean cache's value at position i.

@@ -41,7 +41,9 @@ def feature_dimensionality(W: Tensor) -> Tensor:
 
 
 def sae_encode(sae, x: Tensor) -> Tensor:
-    """Feature activations of ``x [..., d_in]``: ReLU, or TopK (then ReLU) if sae.cfg.activation == "topk".
+    """Feature activations of ``x [..., d_in]``: ReLU, or TopK (then ReLU) if sae.cfg.activation == "topk",
+    of the pre-activation ``x @ W_enc + b_enc`` (this course does not subtract b_dec from x first;
+    that shift is folded into b_enc).
 
     Returns [..., d_sae], zero except the active features.
     """

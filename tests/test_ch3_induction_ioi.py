@@ -371,3 +371,41 @@ def test_patching_speedup_measures_the_same_map(m, group):
     b = patching_speedup(m, group["abc"], group["cache"], group["metric"], repeats=1, positions=group["end"])
     assert b["max_difference"] < 1e-4 and b["batched"] > 0 and b["loop"] > 0
     assert b["speedup"] == pytest.approx(b["loop"] / b["batched"])
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_finding_s2_mechanism_verdicts_follow_the_clean_and_abc_attention(m):
+    from course.chapters.ch3_induction_ioi.findings import (POSITION_RATIO, REPETITION_RATIO, s2_mechanism,
+                                                            s2_mechanism_report)
+    from course.data.ioi_dataset import ioi_dataset
+
+    data = ioi_dataset(m, "test", n_groups=8, per_group=8, seed=0)          # the chapter's prompts
+    mech = s2_mechanism(m, data)
+    # the heads are the top of the clean attention, and each number is the reference measure's
+    top = mech["clean"].flatten().topk(len(mech["heads"])).values.tolist()
+    assert [h["clean"] for h in mech["heads"]] == pytest.approx(top)
+    for h in mech["heads"]:
+        layer, head = int(h["head"][1]), int(h["head"][3:])
+        assert h["abc"] == pytest.approx(float(mech["abc"][layer, head]))
+        assert h["verdict"] == ("repetition" if h["ratio"] <= REPETITION_RATIO else
+                                "position" if h["ratio"] >= POSITION_RATIO else "both")
+    text = "\n".join(s2_mechanism_report(mech))
+    verdicts = {h["verdict"] for h in mech["heads"]}
+    assert ("finds S2 by position:" in text) == (verdicts == {"position"})
+    assert ("finds S2 by repetition" in text) == (verdicts == {"repetition"})
+
+
+def test_the_s2_report_says_repetition_for_a_head_that_loses_its_attention():
+    from course.chapters.ch3_induction_ioi.findings import s2_mechanism_report
+
+    mech = {"n_prompts": 8, "heads": [{"head": "L2H1", "clean": 0.8, "abc": 0.1, "ratio": 0.125,
+                                       "verdict": "repetition"}]}
+    text = "\n".join(s2_mechanism_report(mech))
+    assert "because the name is repeated" in text and "by repetition, as GPT-2 small" in text
+
+
+def test_the_patching_explorer_colours_like_the_static_maps():
+    from course.widgets.patching import _colour
+
+    # matplotlib's RdBu, which the chapter's static maps use: positive blue, negative red
+    assert _colour(1.0, 1.0) == "rgb(55,55,255)" and _colour(-1.0, 1.0) == "rgb(255,55,55)"

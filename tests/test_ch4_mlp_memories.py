@@ -367,3 +367,12 @@ def test_finding_rome_is_more_specific_than_fine_tuning(m, acts):
     c = edit_comparison(m, layer, C, n_edits=5)
     assert c["rome"]["specificity"] > c["fine-tuning"]["specificity"]
     assert c["rome"]["efficacy"] >= 0.6 and c["fine-tuning"]["efficacy"] == 1.0
+
+
+
+@pytest.mark.parametrize("rome, finetune, moved", [(0.1, 0.4, True), (0.9, 0.4, False), (0.3, 0.2, False)])
+def test_the_same_subject_verdict_follows_the_scores(rome, finetune, moved):
+    from course.chapters.ch4_mlp_memories.findings import same_subject_verdict
+
+    text = same_subject_verdict({"rome": {"same_subject": rome}, "fine-tuning": {"same_subject": finetune}})
+    assert f"{rome:.0%} stay right after ROME" in text and ("moves the subject's other facts" in text) == moved

@@ -83,9 +83,10 @@ def head_attention(model, tokens: torch.Tensor, layer: int, head: int) -> torch.
 
 
 def _colour(v: float, scale: float) -> str:
+    """Blue for positive, red for negative: the chapter's static maps' colours (matplotlib's RdBu)."""
     x = max(-1.0, min(1.0, v / scale)) if scale else 0.0
     fade = int(255 - 200 * abs(x))
-    return f"rgb(255,{fade},{fade})" if x > 0 else f"rgb({fade},{fade},255)"
+    return f"rgb({fade},{fade},255)" if x > 0 else f"rgb(255,{fade},{fade})"
 
 
 class PatchingExplorer(widgets.VBox):
@@ -111,10 +112,10 @@ class PatchingExplorer(widgets.VBox):
         self.refresh()
 
     def _progress(self, done: int, total: int) -> None:
-        self.status.value = f"<i>patching… layer {done} of {total}</i>"
+        self.status.value = f"<i>{html.escape(self.method.value)}… layer {done} of {total}</i>"
 
     def refresh(self) -> None:
-        self.status.value = "<i>patching…</i>"
+        self.status.value = f"<i>{html.escape(self.method.value)}…</i>"
         try:
             self.map = patching_map(self.model, self.data, self.group.value, self.metric.value, WHAT[self.what.value],
                                     self.method.value, progress=self._progress)
@@ -153,12 +154,14 @@ class PatchingExplorer(widgets.VBox):
                 ax.imshow(pattern.numpy(), cmap="Blues", vmin=0, vmax=1)
                 ax.set_xticks(range(len(m.tokens)), m.tokens, rotation=90, fontsize=7)
                 ax.set_yticks(range(len(m.tokens)), m.tokens, fontsize=7)
-                ax.set_title(f"L{row}H{col} attention (patched: {m.values[row][col]:.2f})")
+                word = "patched" if m.method == METHODS[0] else "attribution estimate"
+                ax.set_title(f"L{row}H{col} attention ({word}: {m.values[row][col]:.2f})")
                 self.detail.children = (figure_output(fig),)
             else:
                 self.detail.children = (widgets.HTML(
-                    f"layer {row}, position {col} ({html.escape(m.col_labels[col])}): patching the clean "
-                    f"{m.what} there gives {m.values[row][col]:.2f}"),)
+                    f"layer {row}, position {col} ({html.escape(m.col_labels[col])}): "
+                    + ("patching the clean" if m.method == METHODS[0] else "attribution patching estimates, for the clean")
+                    + f" {m.what} there, {m.values[row][col]:.2f}"),)
         except Exception as e:
             self.status.value = f"<span style='color:#b00'>⚠ {html.escape(str(e))}</span>"
 

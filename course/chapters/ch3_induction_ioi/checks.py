@@ -96,6 +96,19 @@ def _patching_cases(model, hidden):
     return [Case(f"4 prompts like {first!r}, ABC corrupted", (model, abc, cache, metric))]
 
 
+def _s2_cases(model, hidden):
+    from course.data.ioi_dataset import ioi_dataset
+
+    # Two sentence shapes, so the prompts differ in length and each row has its own positions.
+    data = ioi_dataset(model, "validation", n_groups=2, per_group=3, seed=12 if hidden else 11)
+    out = []
+    for run in ("clean", "abc"):
+        _, cache = model.run_with_cache(getattr(data, run), names_filter=lambda n: n.endswith("hook_pattern"))
+        patterns = [cache["pattern", l] for l in range(model.cfg.n_layers)]
+        out.append(Case(f"{len(data)} {run} prompts of 2 shapes", (patterns, data.end_pos, data.s2_pos)))
+    return out
+
+
 # -- likely mistakes ------------------------------------------------------------------------
 
 def _loss_same_token(model, tokens):
@@ -110,6 +123,24 @@ def _induction_to_first_occurrence(cache, n_layers, seq_len):
 
 def _composition_unnormalized(W_A, W_B):
     return torch.linalg.matrix_norm(W_A[:, None] @ W_B[None])
+
+
+def _s2_query_key_swapped(patterns, end_pos, s2_pos):
+    rows = torch.arange(len(end_pos))
+    return torch.stack([p[rows, :, s2_pos, end_pos].mean(0) for p in patterns])
+
+
+def _s2_from_last_column(patterns, end_pos, s2_pos):
+    rows = torch.arange(len(end_pos))
+    return torch.stack([p[rows, :, -1, s2_pos].mean(0) for p in patterns])
+
+
+def _s2_first_prompts_positions(patterns, end_pos, s2_pos):
+    return torch.stack([p[:, :, int(end_pos[0]), int(s2_pos[0])].mean(0) for p in patterns])
+
+
+def _s2_grid(patterns, end_pos, s2_pos):
+    return torch.stack([p[:, :, end_pos][:, :, :, s2_pos].mean((0, 2, 3)) for p in patterns])
 
 
 def _ablation_whole_sequence(model, tokens, seq_len, mean_z=None):
@@ -181,5 +212,15 @@ EXERCISES = {ex.name: ex for ex in [
         (_attribution_sign_flipped, "the sign is flipped: the change goes from the corrupted run to the clean one, "
                                     "(clean z − corrupt z) · gradient.")]),
 ]}
+
+EXERCISES["attention_to_s2"] = Exercise(CHAPTER, "attention_to_s2", _s2_cases, atol=1e-5, rtol=1e-4, causes=[
+    (_s2_query_key_swapped, "query and key are swapped: pattern[batch, head, query, key] — the query is the end, "
+                            "the key is S2."),
+    (_s2_from_last_column, "you read the query at position -1, which is padding for the shorter prompts: use "
+                           "each prompt's own end_pos."),
+    (_s2_first_prompts_positions, "every prompt used the first prompt's positions; each row has its own end_pos "
+                                  "and s2_pos."),
+    (_s2_grid, "indexing with both position tensors at once on separate axes takes every end with every S2 "
+               "(a grid); pair them row by row: pattern[rows, :, end_pos, s2_pos].")])
 
 globals().update(exercise_functions(EXERCISES))

@@ -407,3 +407,54 @@ def prediction_report(rates: dict) -> list[str]:
         lines.append("Here ranking IO above S and predicting IO mostly go together, so the logit difference "
                      "tracks the prediction.")
     return lines
+
+
+REPETITION_RATIO = 0.5    # a head reads repetition when ABC prompts keep at most half its attention to S2
+POSITION_RATIO = 0.8      # ... and position when they keep at least this much
+
+
+def _attention_to(patterns, rows_from, rows_to) -> torch.Tensor:
+    rows = torch.arange(len(rows_from), device=rows_from.device)
+    return torch.stack([p[rows, :, rows_from, rows_to].mean(0) for p in patterns]).cpu()     # [layer, head]
+
+
+@torch.no_grad()
+def s2_mechanism(model, data, top: int = 3) -> dict:
+    """For the ``top`` heads attending most from the end to S2 on ``data``'s clean prompts: that
+    attention on clean and on ABC prompts (where nothing repeats) and its ratio, with a verdict per
+    head: "repetition" (ratio <= REPETITION_RATIO), "position" (>= POSITION_RATIO) or "both"."""
+    names = lambda n: n.endswith("hook_pattern")                                     # noqa: E731
+    end, s2 = data.end_pos.to(model.device), data.s2_pos.to(model.device)
+    out = {}
+    for run in ("clean", "abc"):
+        _, cache = model.run_with_cache(getattr(data, run).to(model.device), names_filter=names)
+        out[run] = _attention_to([cache["pattern", l] for l in range(model.cfg.n_layers)], end, s2)
+    order = out["clean"].flatten().argsort(descending=True)[:top].tolist()
+    heads = []
+    for i in order:
+        layer, head = divmod(i, model.cfg.n_heads)
+        clean, abc = float(out["clean"][layer, head]), float(out["abc"][layer, head])
+        ratio = abc / clean if clean > 0 else float("nan")
+        verdict = ("repetition" if ratio <= REPETITION_RATIO else "position" if ratio >= POSITION_RATIO
+                   else "both")
+        heads.append({"head": _name(layer, head), "clean": clean, "abc": abc, "ratio": ratio, "verdict": verdict})
+    return {"heads": heads, "clean": out["clean"], "abc": out["abc"], "n_prompts": len(data)}
+
+
+def s2_mechanism_report(m: dict) -> list[str]:
+    """What chapter 3 prints for :func:`s2_mechanism`."""
+    lines = [f"attention from the end to S2, {m['n_prompts']} held-out prompts (clean -> ABC, where nothing repeats):"]
+    for h in m["heads"]:
+        lines.append(f"  {h['head']}: {h['clean']:.2f} -> {h['abc']:.2f} (ABC keeps {h['ratio']:.0%}): "
+                     + {"repetition": "it finds S2 because the name is repeated",
+                        "position": "it finds S2 by position, repeated or not",
+                        "both": "in between: part position, part repetition"}[h["verdict"]])
+    verdicts = {h["verdict"] for h in m["heads"]}
+    if verdicts == {"position"}:
+        lines.append("so this model finds S2 by position: unlike GPT-2 small's S-inhibition heads, its heads "
+                     "that read S2 do not need the repetition (the last name before the end is always S2 here)")
+    elif verdicts == {"repetition"}:
+        lines.append("so this model finds S2 by repetition, as GPT-2 small's S-inhibition heads do")
+    else:
+        lines.append("so the heads that read S2 differ: see each verdict above")
+    return lines

@@ -619,6 +619,53 @@ for line in circuit_comparison(report):
     print("-", line)
 
 # %% [markdown]
+# ### 12. Repetition or position?
+#
+# A head that reads S2 from the end can find it in two ways. GPT-2 small's S-inhibition heads
+# find it because it is *repeated*: duplicate-token and induction heads mark S2 as a name seen
+# before, and the mark is what the S-inhibition heads' queries look for. A model can also find
+# it by *position*: in every IOI sentence S2 is the last name before the end, so "attend to the
+# most recent name" finds it as well. The ABC prompts tell the two apart: there the S2 slot
+# holds a third name and nothing repeats. A head that reads repetition loses most of its
+# attention to S2 on ABC prompts; a head that reads position keeps it. Write the measure.
+
+# %% tags=["exercise"]
+def attention_to_s2(patterns: list[Tensor], end_pos: Tensor, s2_pos: Tensor) -> Tensor:
+    """Mean attention from each prompt's last token to its S2 position, for every head.
+
+    patterns: one [batch, head, query, key] pattern per layer; end_pos, s2_pos: [batch] positions
+    (prompts differ in length, so each row has its own). Returns [layer, head].
+    """
+    # Hint: with rows = torch.arange(len(end_pos)), pattern[rows, :, end_pos, s2_pos] is [batch, head].
+    ### BEGIN SOLUTION
+    rows = torch.arange(len(end_pos), device=end_pos.device)
+    return torch.stack([p[rows, :, end_pos, s2_pos].mean(0) for p in patterns])
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+check.attention_to_s2(attention_to_s2)
+
+# %% tags=["tests"] points=1
+check.attention_to_s2(attention_to_s2, quiet=True).require()
+### BEGIN HIDDEN TESTS
+check.attention_to_s2(attention_to_s2, hidden=True, quiet=True).require()
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now the test on the chapter's held-out prompts, for the heads that attend most to S2 on clean
+# prompts: their attention on clean and on ABC prompts, and what the ratio says. (Wang et al.
+# also check prompts where the repeated name is not the last one; the course's sentence
+# families always put S2 last, which is exactly why position could suffice here.)
+
+# %%
+from course.chapters.ch3_induction_ioi.findings import s2_mechanism, s2_mechanism_report
+
+mechanism = s2_mechanism(model, data)
+for line in s2_mechanism_report(mechanism):
+    print(line)
+
+# %% [markdown]
 # ## Widgets
 #
 # **Patching explorer**: pick a sentence shape, the metric and what to patch; click a cell of
@@ -647,7 +694,8 @@ IOIExplorer(model, report)
 # - On IOI, activation patching locates what matters, attribution patching estimates it in one
 #   backward pass (section 9 printed where that estimate is good and where it fails), path
 #   patching follows signals between heads, and section 11 named this model's classes and
-#   compared them with GPT-2 small's.
+#   compared them with GPT-2 small's; section 12 tested whether the heads that read S2 find
+#   it by repetition, as GPT-2 small's do, or by position.
 
 # %%
 print(f"Closing note: circuit faithfulness {report.figures['outside_ablated_kept']:.2f} (mean-ablating every head "

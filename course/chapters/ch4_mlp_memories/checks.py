@@ -157,13 +157,23 @@ def _attribution_without_scale(cache, model, answer):
     return post * (rows * model.ln_final_w @ model.W_U[:, answer])
 
 
-def _trace_noise_everywhere(model, tokens, subject, answer, noise, kind="resid", window=1):
+def _trace(model, tokens, subject, answer, noise, kind, window, noise_everywhere=False, unclipped=False):
+    """A causal trace with one of the typical mistakes switched on."""
     from course.tracing.trace import KINDS
 
     n_samples, n_pos = noise.shape[0], tokens.shape[1]
-    full = noise.mean(1, keepdim=True).expand(n_samples, n_pos, -1)
+    start, end = subject
     name = KINDS[kind]
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith(name))
+
+    def corrupt(x, hook):
+        x = x.clone()
+        if noise_everywhere:
+            x += noise.mean(1, keepdim=True)
+        else:
+            x[:, start:end] += noise
+        return x
+
     out = torch.zeros(model.cfg.n_layers, n_pos)
     for layer in range(model.cfg.n_layers):
         for pos in range(n_pos):
@@ -171,10 +181,19 @@ def _trace_noise_everywhere(model, tokens, subject, answer, noise, kind="resid",
                 x = x.clone()
                 x[:, pos] = cache[hook.name][0, pos]
                 return x
-            layers = range(max(0, layer - window // 2), min(model.cfg.n_layers, layer - window // 2 + window))
-            hooks = [("hook_embed", lambda x, hook: x + full)] + [(f"blocks.{l}.{name}", restore) for l in layers]
+            first = max(0, layer - window // 2)
+            last = min(model.cfg.n_layers, (first if unclipped else layer - window // 2) + window)
+            hooks = [("hook_embed", corrupt)] + [(f"blocks.{l}.{name}", restore) for l in range(first, last)]
             out[layer, pos] = model.run_with_hooks(tokens.repeat(n_samples, 1), hooks)[:, -1].softmax(-1)[:, answer].mean()
     return out
+
+
+def _trace_noise_everywhere(model, tokens, subject, answer, noise, kind="resid", window=1):
+    return _trace(model, tokens, subject, answer, noise, kind, window, noise_everywhere=True)
+
+
+def _trace_window_unclipped(model, tokens, subject, answer, noise, kind="resid", window=1):
+    return _trace(model, tokens, subject, answer, noise, kind, window, unclipped=True)
 
 
 def _key_at_last_token(model, layer, texts, subject):
@@ -230,7 +249,10 @@ EXERCISES = {ex.name: ex for ex in [
         (_attribution_without_scale, "not divided by the final layer norm's scale (cache['ln_final.hook_scale'] at "
                                      "the last position).")]),
     Exercise(CHAPTER, "causal_trace", _trace_cases, atol=1e-4, rtol=1e-3, causes=[
-        (_trace_noise_everywhere, "noise went onto every position; only the subject's tokens are corrupted.")]),
+        (_trace_noise_everywhere, "noise went onto every position; only the subject's tokens are corrupted."),
+        (_trace_window_unclipped, "near the first layer your window still holds `window` layers (it starts at 0 "
+                                  "and runs on); the window is centred on layer l and clipped to the model's "
+                                  "layers: range(max(0, l - window // 2), min(n_layers, l - window // 2 + window)).")]),
     Exercise(CHAPTER, "subject_key", _key_cases, atol=1e-4, rtol=1e-4, causes=[
         (_key_at_last_token, "that is the key at the sentence's last token; ROME's key is at the subject's last token."),
         (_key_at_first_subject_token, "that is the key at the subject's *first* token; ROME's key is at its last "

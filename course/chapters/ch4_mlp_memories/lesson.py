@@ -321,7 +321,9 @@ def causal_trace(model, tokens: Tensor, subject: tuple[int, int], answer: int, n
 
     tokens: [1, pos]; noise: [sample, end - start, d_model]; kind: "resid" (hook_resid_post),
     "mlp" (hook_mlp_out) or "attn" (hook_attn_out). Returns [layer, pos]: entry (l, i) restores
-    that output of layers max(0, l - window // 2) ... (window of them) at position i.
+    that output at position i in the window of ``window`` layers centred on l, from
+    l - window // 2 to l - window // 2 + window - 1, clipped to the model's layers (so near the
+    first and the last layer the window holds fewer layers).
     """
     # Hint: run_with_hooks on tokens.repeat(n_samples, 1) with a hook on "hook_embed" that adds the
     # noise, and hooks on the restored points that copy the clean cache's value at position i.
@@ -525,7 +527,7 @@ check.rank_one_update(rank_one_update, hidden=True, quiet=True).require()
 
 # %%
 from course.editing import key_second_moment as moment
-from course.chapters.ch4_mlp_memories.findings import edit_comparison
+from course.chapters.ch4_mlp_memories.findings import edit_comparison, same_subject_verdict
 
 edit_layer = where["mlp_layer_at_subject"]
 C = moment(acts[edit_layer]).to(model.device)
@@ -535,6 +537,7 @@ print(f"edits at the MLP of layer {edit_layer}, the subject's last token; means 
 print(f"{'':12s}" + "".join(f"{k:>16s}" for k in comparison["rome"]))
 for method, scores in comparison.items():
     print(f"{method:12s}" + "".join(f"{v:16.2f}" for v in scores.values()))
+print(same_subject_verdict(comparison))
 
 # %% [markdown]
 # Edit a fact yourself. Type a country and a new capital; the table shows the edited
@@ -556,12 +559,14 @@ editor
 #   how concentrated that is); causal tracing says where the fact is needed (section 6
 #   printed where on this model, and how it compares with ROME's finding in GPT-2 XL).
 # - A rank-one edit rewrites one fact; the closing note below quotes its efficacy,
-#   generalization and specificity against fine-tuning.
+#   generalization, specificity and what it does to the same subject's other facts, against
+#   fine-tuning.
 
 # %%
 editor.undo()   # leave the model as it was trained
 r, f = comparison["rome"], comparison["fine-tuning"]
 print(f"Closing note: ROME at layer {edit_layer}: efficacy {r['efficacy']:.2f}, generalization "
-      f"{r['generalization']:.2f}, specificity {r['specificity']:.2f}; fine-tuning the same weights: "
-      f"{f['efficacy']:.2f}, {f['generalization']:.2f}, {f['specificity']:.2f}. "
+      f"{r['generalization']:.2f}, specificity {r['specificity']:.2f}, same subject {r['same_subject']:.2f}; "
+      f"fine-tuning the same weights: {f['efficacy']:.2f}, {f['generalization']:.2f}, {f['specificity']:.2f}, "
+      f"{f['same_subject']:.2f}. "
       f"This notebook ran in {time.perf_counter() - started:.0f} s after loading its imports.")

@@ -132,6 +132,14 @@ def _encode_topk_no_relu(sae, x):
     return torch.zeros_like(pre).scatter(-1, i, v)
 
 
+def _encode_subtract_b_dec(sae, x):
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    if sae.cfg.activation == "relu":
+        return pre.relu()
+    v, i = pre.topk(sae.cfg.k, dim=-1)
+    return torch.zeros_like(pre).scatter(-1, i, v.relu())
+
+
 def _loss_mean_over_dims(sae, x, l1_coeff):
     f = sae.encode(x)
     loss = (sae.decode(f) - x).pow(2).mean()
@@ -225,7 +233,10 @@ EXERCISES = {ex.name: ex for ex in [
                         "dimensionality is 0: divide by the norm clamped away from 0 (norm.clamp_min(1e-8)).")]),
     Exercise(CHAPTER, "sae_encode", _encode_cases, atol=1e-5, rtol=1e-4, causes=[
         (_encode_relu_always, "a TopK SAE keeps only the k largest pre-activations; you kept every positive one."),
-        (_encode_topk_no_relu, "after TopK, apply a ReLU to the kept values (a negative one stays zero).")]),
+        (_encode_topk_no_relu, "after TopK, apply a ReLU to the kept values (a negative one stays zero)."),
+        (_encode_subtract_b_dec, "you subtracted b_dec from x before encoding. That is Anthropic's and ARENA's "
+                                 "convention, but this course's SAE folds it into b_enc: the encoder is "
+                                 "x @ W_enc + b_enc (see the docstring).")]),
     Exercise(CHAPTER, "sae_loss", _loss_sae_cases, atol=1e-5, rtol=1e-4, causes=[
         (_loss_mean_over_dims, "the squared error is summed over the d dimensions (then averaged over tokens), not averaged over both."),
         (_loss_l1_on_topk, "a TopK SAE has no L1 penalty: add it only when sae.cfg.activation == 'relu'.")]),
