@@ -488,3 +488,25 @@ def test_the_rough_size_verdict_follows_the_yardsticks(mae, words):
 
     text = rough_size_verdict(mae, {"mean_guess_mae": 25.0, "tens_digits_mae": 3.4}, 2)
     assert words in text and ("pathway)" in text) == (mae <= 3.4)
+
+
+
+def test_the_addition_explorer_says_so_when_an_operand_is_out_of_range(m):
+    w = AdditionExplorer(m, 36, 59)
+    w.a.value = 7
+    assert w.a.value == 7 and "two-digit" in w.status.value        # not silently clamped to 10
+    w.a.value = 36
+    assert w.status.value == ""
+
+
+
+@pytest.mark.parametrize("unclassified, named, more", [(0.79, 0.96, "unclassified neurons matter more"),
+                                                       (0.98, 0.90, "matters more than the unclassified")])
+def test_the_heuristic_ablation_verdicts_follow_the_accuracies(unclassified, named, more):
+    from course.chapters.ch6_addition.findings import ablation_verdicts
+
+    rows = [{"class": "ones digits' sum", "neurons": 17, "accuracy": named, "control": 0.99, "clean": 1.0},
+            {"class": "unclassified", "neurons": 23, "accuracy": unclassified, "control": 0.99, "clean": 1.0}]
+    text = "\n".join(ablation_verdicts(rows))
+    assert more in text
+    assert ("matters more than a random set" in text.splitlines()[0]) == (1.0 - named > 0.01 + 0.02)

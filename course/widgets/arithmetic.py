@@ -90,8 +90,10 @@ class AdditionExplorer(_Viewer):
 
     def __init__(self, model, a: int = 36, b: int = 59, classes: dict | None = None):
         self.model, self.classes = model, classes
-        self.a = widgets.BoundedIntText(value=a, min=10, max=99, description="a")
-        self.b = widgets.BoundedIntText(value=b, min=10, max=99, description="b")
+        # Plain number boxes: a bounded box would silently turn 7 into 10; here an operand out of
+        # range reaches addition_view, whose error says what is allowed.
+        self.a = widgets.IntText(value=a, description="a")
+        self.b = widgets.IntText(value=b, description="b")
         super().__init__([self.a, self.b])
 
     def draw(self) -> list:
@@ -150,14 +152,30 @@ def fourier_figure(view: FourierView):
     ax[0].bar(range(1, len(view.embedding_norms) + 1), view.embedding_norms)
     ax[0].axvline(view.freq, color="r", lw=0.8)
     ax[0].set(title="embedding: norm per frequency", xlabel="k")
-    for a, img, title in [(ax[1], view.attention_grid, f"head {view.head}: attention = -> a"),
-                          (ax[2], view.attention_fourier, f"head {view.head}: |2-D Fourier|"),
-                          (ax[3], view.neuron_grid, f"neuron {view.neuron} over (a, b)"),
-                          (ax[4], view.neuron_fourier, f"neuron {view.neuron}: |2-D Fourier|"),
-                          (ax[5], view.logit_grid, "logit of c = 0 over (a, b)"),
-                          (ax[6], view.logit_at_freq, f"its part cos/sin(w(a+b)), k = {view.freq}")]:
-        a.imshow(img, cmap="RdBu_r" if img.min() < 0 else "viridis")
-        a.set(title=title, xlabel="b", ylabel="a")
+    def without_constant(coef):
+        # The (0, 0) coefficient is the mean; left in, it takes the whole colour scale.
+        coef = coef.clone()
+        coef[0, 0] = 0
+        return coef
+
+    limit = float(view.logit_grid.abs().max())       # one scale for the logit and its part at k
+    fourier_axes = dict(xlabel="b: Fourier component (2k-1 cos k, 2k sin k)", ylabel="a: Fourier component")
+    for a, img, title, axes, scale in [
+            (ax[1], view.attention_grid, f"head {view.head}: attention = -> a", dict(xlabel="b", ylabel="a"), None),
+            (ax[2], without_constant(view.attention_fourier), f"head {view.head}: |2-D Fourier|, constant left out",
+             fourier_axes, None),
+            (ax[3], view.neuron_grid, f"neuron {view.neuron} over (a, b)", dict(xlabel="b", ylabel="a"), None),
+            (ax[4], without_constant(view.neuron_fourier), f"neuron {view.neuron}: |2-D Fourier|, constant left out",
+             fourier_axes, None),
+            (ax[5], view.logit_grid, "logit of c = 0 over (a, b)", dict(xlabel="b", ylabel="a"), limit),
+            (ax[6], view.logit_at_freq, f"its part cos/sin(w(a+b)), k = {view.freq} (same scale)",
+             dict(xlabel="b", ylabel="a"), limit)]:
+        if scale is not None:
+            a.imshow(img, cmap="RdBu_r", vmin=-scale, vmax=scale)
+        else:
+            a.imshow(img, cmap="RdBu_r" if img.min() < 0 else "viridis")
+        a.set(title=title, **axes)
+        a.title.set_fontsize(8)
     fig.tight_layout()
     return fig
 

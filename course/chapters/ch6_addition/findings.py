@@ -30,11 +30,15 @@ def heuristic_classes(model, batch, layer: int, k: int = 40) -> dict:
     return {"layer": layer, "neurons": found, "counts": Counter(c for _, c, _ in found), "mean": acts.mean(0)}
 
 
-def class_ablations(model, batch, classes: dict, right=None) -> list[dict]:
+def class_ablations(model, batch, classes: dict, right=None, n_controls: int = 3, seed: int = 0) -> list[dict]:
     """Per class: accuracy on ``batch`` with the class's neurons mean-ablated, on carry and no-carry
-    sums, and the ones digit of the result most often broken."""
+    sums, and the ones digit of the result most often broken; and a control, the mean accuracy with
+    as many of the layer's *other* neurons (not among the ranked ones) ablated, ``n_controls`` draws."""
     right = answer_correct(model, batch) if right is None else right
     whole = (right | ~batch.answer_mask).all(1)
+    ranked = {n for n, _, _ in classes["neurons"]}
+    others = torch.tensor([n for n in range(len(classes["mean"])) if n not in ranked])
+    g = torch.Generator().manual_seed(seed)
     out = []
     for name in sorted({c for _, c, _ in classes["neurons"]}):
         idx = torch.tensor([n for n, c, _ in classes["neurons"] if c == name])
@@ -42,10 +46,40 @@ def class_ablations(model, batch, classes: dict, right=None) -> list[dict]:
         ok = (after | ~batch.answer_mask).all(1)
         broken = whole & ~ok
         ones = Counter(int(s) % 10 for s in batch.sums[broken])
+        controls = []
+        for _ in range(n_controls):
+            pick = others[torch.randperm(len(others), generator=g)[:len(idx)]]
+            ctrl = ablate_neurons(model, batch, classes["layer"], pick, classes["mean"][pick])
+            controls.append(float((ctrl | ~batch.answer_mask).all(1).float().mean()))
         out.append({"class": name, "neurons": len(idx), "accuracy": float(ok.float().mean()),
                     "carry": float(ok[batch.carry].float().mean()), "no carry": float(ok[~batch.carry].float().mean()),
-                    "broken": int(broken.sum()), "most broken ones digit": ones.most_common(1)[0][0] if ones else None})
+                    "broken": int(broken.sum()), "most broken ones digit": ones.most_common(1)[0][0] if ones else None,
+                    "control": sum(controls) / len(controls), "clean": float(whole.float().mean())})
     return out
+
+
+def ablation_verdicts(ablations: list[dict]) -> list[str]:
+    """What chapter 6 concludes from :func:`class_ablations`: each class against its random control,
+    and whether the classified neurons or the unclassified ones matter more."""
+    lines = []
+    for r in ablations:
+        lost, lost_ctrl = r["clean"] - r["accuracy"], r["clean"] - r["control"]
+        lines.append(f"{r['class']}: ablating its {r['neurons']} neurons costs {lost:.2f} of accuracy; as many "
+                     f"other neurons of the layer cost {lost_ctrl:.2f}"
+                     + (" — it matters more than a random set" if lost > lost_ctrl + 0.02 else
+                        " — no more than a random set"))
+    named = [r for r in ablations if r["class"] != "unclassified"]
+    unnamed = next((r for r in ablations if r["class"] == "unclassified"), None)
+    if named and unnamed:
+        best = min(named, key=lambda r: r["accuracy"])
+        if unnamed["accuracy"] < best["accuracy"]:
+            lines.append(f"the unclassified neurons matter more than any named class ({unnamed['accuracy']:.2f} "
+                         f"against {best['accuracy']:.2f} after ablation): the classes found here explain part "
+                         f"of what this layer does, not most of it")
+        else:
+            lines.append(f"the named class {best['class']!r} matters more than the unclassified neurons "
+                         f"({best['accuracy']:.2f} against {unnamed['accuracy']:.2f} after ablation)")
+    return lines
 
 
 def grokking_phases(curve: list[dict], measures: list[dict]) -> dict:

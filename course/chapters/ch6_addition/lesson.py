@@ -387,7 +387,7 @@ check.explained_variance(explained_variance, hidden=True, quiet=True).require()
 # ablates each class (mean activation) and looks at which held-out sums break.
 
 # %%
-from course.chapters.ch6_addition.findings import class_ablations, heuristic_classes
+from course.chapters.ch6_addition.findings import ablation_verdicts, class_ablations, heuristic_classes
 
 every = addition_batch(model, [AdditionPrompt(a, b) for a in range(10, 100) for b in range(10, 100)
                               if (a - b) % 3 == 0])
@@ -399,6 +399,9 @@ print(f"\n{'ablated class':32s}{'n':>4s}{'all':>7s}{'carry':>7s}{'no carry':>9s}
 for r in ablations:
     print(f"{r['class']:32s}{r['neurons']:4d}{r['accuracy']:7.2f}{r['carry']:7.2f}{r['no carry']:9.2f}   "
           f"{r['most broken ones digit']}")
+print()
+for line in ablation_verdicts(ablations):
+    print(line)
 
 # %% [markdown]
 # Explore a sum: the answer, the attention from the position predicting its ones digit to
@@ -468,7 +471,8 @@ for h in range(modular.cfg.n_heads):
     energy = grid2d.pow(2)
     energy[0, 0] = 0                                                                 # leave out the mean
     print(f"head {h}: {float(energy[key_rows][:, key_rows].sum() / energy.sum()):.2f} of its attention's variance over "
-          f"(a, b) lies in the key frequencies (and the constant)")
+          f"(a, b) lies in the key frequencies (and the constant); spread evenly, "
+          f"{(len(key_rows) ** 2 - 1) / (P ** 2 - 1):.2f} would")
 neurons2d = torch.einsum("ia,abn,jb->ijn", basis, mod_cache["post", 0][:, -1].cpu().reshape(P, P, -1), basis)
 energy = neurons2d.pow(2)
 energy[0, 0] = 0                                                                     # each neuron's mean left out
@@ -530,10 +534,11 @@ print(f"loss on the training pairs: model {loss_on(logits, train_idx):.3f}, key 
 
 # %% [markdown]
 # Pick a frequency and a head: the embedding's norm per frequency; the head's attention from
-# `=` to $a$ over $(a, b)$ and the sizes of its 2-D Fourier coefficients (a few bright
-# spots: attention too is a function of a few waves); the neuron most concentrated at the
+# `=` to $a$ over $(a, b)$ and the sizes of its 2-D Fourier coefficients (the constant term
+# left out, so the waves set the colour scale; the shares printed above say how much of each
+# head's variance sits at the key frequencies); the neuron most concentrated at the
 # frequency, over $(a, b)$ and in the Fourier basis; and the logit of $c = 0$ with its part at
-# that frequency, a wave along the anti-diagonals $a + b$ = const.
+# that frequency, on the same colour scale, a wave along the anti-diagonals $a + b$ = const.
 
 # %%
 FourierViewer(modular, freqs[0], freqs=list(range(1, P // 2 + 1)))
@@ -573,8 +578,10 @@ GrokkingTimeline(measures)
 #   does, the directions (one per answer length) whose switch turns the carry off (or on), how roughly the stream knows
 #   the sum before the carry arrives, and the heuristic classes of its last layer's neurons
 #   were all printed above.
-# - The modular model computes with a few key frequencies: alone they nearly reproduce its
-#   loss; removed, it is lost. Its grokking shows as the three phases printed above.
+# - The modular model computes with its key frequencies (section printed which, and how much
+#   of the logits' variance they carry): the printout compares its loss with only them kept and
+#   with them removed. Its training shows the phases printed above, and says whether the
+#   clean-up's fall of the weight norm is there.
 
 # %%
 print(f"Closing note: carry switched off at layers {[g['layer'] for g in switch['groups']]} (by answer length): "
