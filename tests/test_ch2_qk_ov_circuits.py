@@ -200,3 +200,20 @@ def test_detector_findings_come_with_their_baseline(m):
     l, h = divmod(0 if (found["layer"], found["head"]) != (0, 0) else 1, m.cfg.n_heads)
     assert positional_offset_peaks(m, l, h)["share_at_minus_one"] <= base["others_max"]
     assert peaks["share_at_minus_one"] >= 0
+
+
+def test_effective_embedding_comparison_reads_its_own_tables(m):
+    from course.chapters.ch2_qk_ov_circuits.findings import embedding_comparison, ov_positivity
+    from course.circuits import effective_embedding
+
+    eff = effective_embedding(m)
+    block = m.hf.transformer.h[0]
+    with torch.no_grad():
+        torch.testing.assert_close(eff[:5], m.W_E[:5] + block.mlp(block.ln_2(m.W_E[:5])))
+    both = embedding_comparison(m)
+    torch.testing.assert_close(both["plain"], ov_positivity(m))
+    assert both["plain"].abs().max() <= 1 + 1e-5 and both["effective"].abs().max() <= 1 + 1e-5
+    flips = [f"L{l}H{h}" for l in range(1, m.cfg.n_layers) for h in range(m.cfg.n_heads)
+             if both["plain"][l, h] * both["effective"][l, h] < 0
+             and max(abs(both["plain"][l, h]), abs(both["effective"][l, h])) > 0.2]
+    assert both["flips"] == flips

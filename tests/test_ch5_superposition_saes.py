@@ -368,3 +368,25 @@ def test_jumprelu_training_lowers_the_loss_and_steers_l0_to_its_target():
     with torch.no_grad():
         l0 = float((s.encode(x) > 0).float().sum(-1).mean())
     assert 0.5 * s.cfg.k < l0 < 1.5 * s.cfg.k
+
+
+@pytest.mark.parametrize("steers, breaks, words", [(2.0, 8.0, "a window where it steers"),
+                                                   (8.0, 8.0, "no scale steers without breaking"),
+                                                   (None, 4.0, "no scale tried raises"),
+                                                   (1.0, None, "no scale tried breaks the text")])
+def test_the_steering_verdict_follows_the_sweep(steers, breaks, words):
+    from course.chapters.ch5_superposition_saes.findings import steering_verdict
+
+    text = steering_verdict({"feature": 7, "promoted": [" a", " b"], "steers_at": steers, "breaks_at": breaks})
+    assert words in text
+
+
+def test_the_steering_sweep_finds_its_thresholds_in_its_own_rows(m):
+    from course.chapters.ch5_superposition_saes.findings import BREAKS, STEERS, steering_sweep
+    from course.saes import load_shipped_sae
+
+    sweep = steering_sweep(m, load_shipped_sae(), 5, ["The capital of", "Then the"], 3.0, multiples=(0.0, 2.0, 8.0))
+    rows = sweep["rows"]
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5) and rows[0]["promoted_rise"] == pytest.approx(0.0, abs=1e-6)
+    assert sweep["steers_at"] == next((r["multiple"] for r in rows if r["promoted_rise"] >= STEERS), None)
+    assert sweep["breaks_at"] == next((r["multiple"] for r in rows if r["kl"] >= BREAKS), None)

@@ -11,7 +11,8 @@
 """
 
 from course.circuits.detectors import DETECTORS, all_detector_scores, detector_scores, induction_scores
-from course.circuits.weights import composition_scores, ov, positional_qk, qk, through_ln1, token_qk
+from course.circuits.weights import (composition_scores, effective_embedding, ov, positional_qk, qk, through_ln1,
+                                     token_qk)
 
-__all__ = ["DETECTORS", "all_detector_scores", "detector_scores", "induction_scores", "composition_scores", "ov",
+__all__ = ["DETECTORS", "all_detector_scores", "detector_scores", "induction_scores", "composition_scores", "effective_embedding", "ov",
            "positional_qk", "qk", "through_ln1", "token_qk"]

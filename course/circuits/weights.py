@@ -41,10 +41,22 @@ def positional_qk(model, layer: int, head: int, n_pos: int | None = None) -> Fac
     return qk(model, layer, head, pos, pos)
 
 
-def ov(model, layer: int, head: int, source_ids: Tensor | None = None, target_ids: Tensor | None = None) -> FactoredMatrix:
+@torch.no_grad()
+def effective_embedding(model) -> Tensor:
+    """``[d_vocab, d_model]``: each token's embedding plus what layer 0's MLP adds to it,
+    ``W_E + MLP0(LN2_0(W_E))`` (layer 0's attention left out, as the field's "extended embedding"
+    does): closer than ``W_E`` to what heads of later layers read at a token's position."""
+    block = model.hf.transformer.h[0]
+    return model.W_E + block.mlp(block.ln_2(model.W_E))
+
+
+def ov(model, layer: int, head: int, source_ids: Tensor | None = None, target_ids: Tensor | None = None,
+       embedding: Tensor | None = None) -> FactoredMatrix:
     """What attending to a source token writes into each target token's logit:
-    ``LN1(W_E[src]) W_V W_O W_U[:, tgt]``, ``[n_src, n_tgt]`` (all tokens when None)."""
-    emb = model.W_E if source_ids is None else model.W_E[source_ids]
+    ``LN1(E[src]) W_V W_O W_U[:, tgt]``, ``[n_src, n_tgt]`` (all tokens when None); ``E`` is
+    ``W_E`` unless an ``embedding [d_vocab, d_model]`` is given (e.g. :func:`effective_embedding`)."""
+    table = model.W_E if embedding is None else embedding
+    emb = table if source_ids is None else table[source_ids]
     unembed = model.W_U if target_ids is None else model.W_U[:, target_ids]
     a = through_ln1(model, layer, emb) @ model.W_V[layer, head]
     return FactoredMatrix(a, model.W_O[layer, head] @ unembed)

@@ -127,7 +127,9 @@ class FeatureDashboard(widgets.VBox):
                                       value=-1, description="Named")
         self.search = widgets.Text(placeholder="a token, e.g. ' Mary'", description="Promotes", continuous_update=False)
         self.prompt = widgets.Text(value="The capital of", description="Prompt")
-        self.scale = widgets.FloatSlider(value=8.0, min=0, max=30, step=1, description="scale")
+        # Starts low: at large scales the added direction swamps the stream and the text breaks
+        # (chapter 5's steering sweep measures where).
+        self.scale = widgets.FloatSlider(value=2.0, min=0, max=30, step=0.5, description="scale")
         self.steer = widgets.Button(description="Steer")
         self.status, self.view, self.steered = widgets.HTML(), widgets.VBox(), widgets.HTML()
         self.feature.observe(lambda c: self.refresh(), names="value")

@@ -77,3 +77,26 @@ def low_rank_savings(model, layer: int, head: int, n_tokens: int = 512, repeats:
     return {"n_tokens": n_tokens, "full_seconds": full_s, "factored_seconds": fact_s,
             "full_bytes": n_tokens * n_tokens * 4, "factored_bytes": 2 * n_tokens * k * 4 + k * k * 4,
             "largest_full": float(full_eig.abs().max()), "largest_factored": float(fact_eig.abs().max())}
+
+
+@torch.no_grad()
+def ov_positivity(model, embedding=None) -> torch.Tensor:
+    """``[layer, head]``: each OV circuit's eigenvalue positivity, sum(Re λ) / sum(|λ|), through
+    ``W_E`` or through ``embedding`` (e.g. the effective embedding): +1 copies, −1 suppresses."""
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+            eig = circuits.ov(model, layer, head, embedding=embedding).eigenvalues()
+            out[layer, head] = float(eig.real.sum() / eig.abs().sum())
+    return out
+
+
+def embedding_comparison(model) -> dict:
+    """Positivity through ``W_E`` and through the effective embedding (``W_E`` plus layer 0's MLP),
+    for every head; ``flips``: heads of layers 1 and up whose sign differs between the two."""
+    plain, effective = ov_positivity(model), ov_positivity(model, circuits.effective_embedding(model))
+    flips = [f"L{l}H{h}" for l in range(1, model.cfg.n_layers) for h in range(model.cfg.n_heads)
+             if plain[l, h] * effective[l, h] < 0 and max(abs(plain[l, h]), abs(effective[l, h])) > 0.2]
+    later = plain[1:] - effective[1:]
+    return {"plain": plain, "effective": effective, "flips": flips,
+            "mean_abs_change_later": float(later.abs().mean())}

@@ -325,7 +325,14 @@ check.copying_score(copying_score, hidden=True, quiet=True).require()
 # Pick tokens and a head, and look at both circuits of that head on them:
 
 # %%
-CircuitViewer(model, " Mary John Anna Tom gave the a to", layer=1, head=0, kind="OV")
+from course.chapters.ch2_qk_ov_circuits.findings import ov_positivity
+
+positivity = ov_positivity(model)
+copier = divmod(int(positivity.argmax()), model.cfg.n_heads)        # open on the most copying head
+print(f"the viewer opens on L{copier[0]}H{copier[1]}, the head whose OV eigenvalues are most positive "
+      f"({float(positivity.max()):+.2f}); the most negative is L{int(positivity.argmin()) // model.cfg.n_heads}"
+      f"H{int(positivity.argmin()) % model.cfg.n_heads} ({float(positivity.min()):+.2f})")
+CircuitViewer(model, " Mary John Anna Tom gave the a to", layer=copier[0], head=copier[1], kind="OV")
 
 # %% [markdown]
 # ## 5. Low rank
@@ -386,11 +393,24 @@ print(f"full {saving['n_tokens']}x{saving['n_tokens']} table: {saving['full_seco
 print(f"factored ({model.cfg.d_head}x{model.cfg.d_head}): {saving['factored_seconds'] * 1e3:.2f} ms, "
       f"{saving['factored_bytes'] / 2**20:.2f} MiB")
 print(f"largest eigenvalue, both ways: {saving['largest_full']:.3f} vs {saving['largest_factored']:.3f}")
+
+# %% [markdown]
+# A head of layer 2 or 3 does not read token embeddings: at a token's position it reads the
+# embedding *plus* everything earlier layers wrote there. The field's usual correction is the
+# **effective embedding**, the embedding plus what layer 0's MLP adds to it
+# (`course.circuits.effective_embedding`). The cell prints each head's eigenvalue positivity
+# ($\sum \mathrm{Re}\,\lambda / \sum |\lambda|$: +1 copies, −1 suppresses) both ways, and
+# which heads of later layers change sign.
+
+# %%
+from course.chapters.ch2_qk_ov_circuits.findings import embedding_comparison
+
+both = embedding_comparison(model)
 for layer in range(model.cfg.n_layers):
-    for head in range(model.cfg.n_heads):
-        eig = circuits.ov(model, layer, head).eigenvalues()
-        positivity = float(eig.real.sum() / eig.abs().sum())
-        print(f"L{layer}H{head}: eigenvalue positivity {positivity:+.2f}")
+    print(f"L{layer}: " + "  ".join(f"H{h} {float(both['plain'][layer, h]):+.2f}/{float(both['effective'][layer, h]):+.2f}"
+                                    for h in range(model.cfg.n_heads)))
+print(f"(through W_E / through the effective embedding) layers 1 and up change by {both['mean_abs_change_later']:.2f} "
+      f"on average; sign flips: {', '.join(both['flips']) or 'none'}")
 
 # %% [markdown]
 # ## 6. A head's output from its pattern and its OV circuit

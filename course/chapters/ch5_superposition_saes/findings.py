@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from course.saes.features import find_named_features
+from course.saes.features import decoder_logit_effects, find_named_features
 from course.saes.steering import activation_addition, next_token_kl, next_token_shift
 from course.superposition import ToyModel, geometry, train_toy
 
@@ -65,3 +65,45 @@ def steering_comparison(model, sae, feature: int, token_ids, prompts, plus: str,
             "cosine": float(direction @ vector_unit),
             "feature_kl": next_token_kl(model, prompts, hook, direction, scale),
             "activation_addition_kl": next_token_kl(model, prompts, hook, vector_unit, scale)}
+
+
+STEERS = 0.05     # a rise of the promoted tokens' next-token probability this large counts as steering
+BREAKS = 2.0      # a KL (nats) from the clean next-token distribution this large replaces what the model says
+
+
+@torch.no_grad()
+def steering_sweep(model, sae, feature: int, prompts: list[str], max_activation: float,
+                   multiples=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0), k: int = 10) -> dict:
+    """Adding ``m * max_activation`` times the feature's decoder direction, for each multiple ``m``:
+    the mean rise of the next-token probability of the ``k`` tokens the feature promotes most
+    (its decoder direction through the unembedding: what it is *for*), and the KL from the clean
+    next-token distribution. ``steers_at``: the first multiple whose rise reaches STEERS;
+    ``breaks_at``: the first whose KL reaches BREAKS (None where none does)."""
+    promoted = decoder_logit_effects(model, sae)[feature].topk(k).indices
+    hook, direction = sae.cfg.hook_name, sae.W_dec[feature]
+    rows = []
+    for m in multiples:
+        scale = m * max_activation
+        rows.append({"multiple": m, "scale": scale,
+                     "promoted_rise": next_token_shift(model, prompts, hook, direction, scale, promoted),
+                     "kl": next_token_kl(model, prompts, hook, direction, scale)})
+    steers = next((r["multiple"] for r in rows if r["promoted_rise"] >= STEERS), None)
+    breaks = next((r["multiple"] for r in rows if r["kl"] >= BREAKS), None)
+    return {"rows": rows, "promoted": [model.to_string(int(i)) for i in promoted], "steers_at": steers,
+            "breaks_at": breaks, "feature": feature}
+
+
+def steering_verdict(sweep: dict) -> str:
+    """Where the feature's direction steers, and where it breaks the text, from :func:`steering_sweep`."""
+    steers, breaks = sweep["steers_at"], sweep["breaks_at"]
+    head = f"feature {sweep['feature']} promotes {sweep['promoted'][:5]}: "
+    if steers is None:
+        return head + (f"no scale tried raises their probability by {STEERS}; "
+                       + (f"from {breaks}x its largest activation the KL passes {BREAKS} (the text breaks)"
+                          if breaks is not None else "nor does any break the text"))
+    if breaks is None or steers < breaks:
+        return head + (f"from {steers}x its largest activation it raises their probability by at least {STEERS} "
+                       + (f"before the text breaks at {breaks}x (KL >= {BREAKS}): a window where it steers"
+                          if breaks is not None else "and no scale tried breaks the text"))
+    return head + (f"the text breaks (KL >= {BREAKS}) at {breaks}x, no later than the probability of what it "
+                   f"promotes rises ({steers}x): no scale steers without breaking")

@@ -470,8 +470,17 @@ FeatureDashboard(model, sae, text, acts, feature=first, named={k: v.feature for 
 # another way, **activation addition**: the difference of the streams of two prompts. Here
 # the name feature's direction against the difference between a prompt ending in a name and
 # one ending in another word, both added at the same size (four times the feature's largest
-# activation on the text above), measured on a few prompts by how much they change the
-# next-token distribution (KL divergence) and the probability that the next token is a name.
+# activation on the text above; Turner et al. add the raw difference, here it is scaled to
+# unit length first so the two directions are compared at equal size), measured on a few
+# prompts by how much they change the next-token distribution (KL divergence) and the
+# probability that the next token is a name.
+#
+# A name feature need not make the *next* token a name: what a feature writes is read by the
+# layers above as "a name was just here", and what it promotes through the unembedding is
+# printed beside it in section 7. So the sweep after the comparison measures what the
+# feature's direction is for — the probability of the tokens it promotes — at a range of
+# scales, against how far the whole next-token distribution moves (KL), to find where it
+# steers and where it breaks the text.
 
 # %%
 from course.chapters.ch5_superposition_saes.findings import steering_comparison
@@ -488,9 +497,15 @@ print(f"adding {scale:.1f} x direction, mean over {len(prompts)} prompts (cosine
 print(f"  feature {steer_feature}'s decoder direction: KL {cmp['feature_kl']:.3f}, P(name next) {cmp['feature']:+.3f}")
 print(f"  activation addition ('Then Mary' - 'Then the'): KL {cmp['activation_addition_kl']:.3f}, "
       f"P(name next) {cmp['activation_addition']:+.3f}")
-for s_ in (0.0, scale / 2, scale):
-    print(f"scale {s_:5.1f}: 'The capital of' ->", repr(generate_steered(model, "The capital of", site,
-                                                                          sae.W_dec[steer_feature], s_, 8)))
+
+from course.chapters.ch5_superposition_saes.findings import steering_sweep, steering_verdict
+
+sweep = steering_sweep(model, sae, steer_feature, prompts, float(acts[..., steer_feature].max()))
+for r in sweep["rows"]:
+    print(f"{r['multiple']:4.1f}x its largest activation: P(tokens it promotes) {r['promoted_rise']:+.3f}, "
+          f"KL {r['kl']:.2f}   'The capital of' -> "
+          f"{generate_steered(model, 'The capital of', site, sae.W_dec[steer_feature], r['scale'], 8)!r}")
+print(steering_verdict(sweep))
 
 # %% [markdown]
 # ## The field's tools: SAE Lens
