@@ -279,8 +279,19 @@ def test_finding_the_loss_drops_on_the_repeat_and_induction_heads_compose_with_p
     torch.testing.assert_close(ind["induction"], ref.induction_scores(cache, m.cfg.n_layers, SEQ_LEN))
     assert ind["induction_heads"] and ind["previous_heads"]
     comp = composition_summary(m, ind)
-    assert comp["k_stands_out"] and comp["top_induction_head"] in comp["k_composing"]   # the chapter prints both
+    assert comp["k_stands_out"] == (comp["top_induction_head"] in comp["k_composing"])
     assert 0 < comp["baseline"] < 0.5
+    # per pair: the rank among the earlier heads and the random null are the chapter's verdict
+    from course.chapters.ch3_induction_ioi.findings import composition_report
+    text = "\n".join(composition_report(comp))
+    for r in comp["best_pairs"]:
+        column = comp["scores"]["K"][:, comp["labels"].index(r["induction"])]
+        assert r["K_rank_among_earlier"] == int((column > r["K"]).sum()) + 1
+        assert r["K_random_mean"] <= r["K_random_high"]
+    top = comp["top_induction_head"]
+    assert ("singles out the previous-token head" in text) == (top in comp["singled_out"])
+    assert comp["singled_out"] == [r["induction"] for r in comp["best_pairs"]
+                                   if r["K_rank_among_earlier"] == 1 and r["K"] > r["K_random_high"]]
 
 
 @pytest.mark.usefixtures("grad_off")

@@ -229,16 +229,66 @@ def _first_differing(got, want, atol: float, rtol: float):
     return (got, want) if isinstance(got, Tensor) and isinstance(want, Tensor) else None
 
 
+def _tensors_in(args) -> list[Tensor]:
+    """The tensors among a call's arguments (directly, or in a list, tuple or dict of them)."""
+    out = []
+    for a in args:
+        if isinstance(a, Tensor):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out += [x for x in a if isinstance(x, Tensor)]
+        elif isinstance(a, dict):
+            out += [x for x in a.values() if isinstance(x, Tensor)]
+    return out
+
+
+def _call_watching_inputs(case: Case, fn):
+    """``case.call(fn)``, and whether ``fn`` changed one of its tensor arguments in place (which
+    would change what the reference sees next, and the student's own variables)."""
+    if case.fresh is not None:       # a state-changing exercise: its inputs are built anew for each call
+        return case.call(fn), None
+    tensors = _tensors_in(case.args) + _tensors_in(case.kwargs.values())
+    before = [t.detach().clone() for t in tensors]
+    try:
+        result = case.call(fn)
+    finally:
+        changed = next((i for i, (t, b) in enumerate(zip(tensors, before))
+                        if t.shape != b.shape or not torch.equal(t.detach(), b)), None)
+        for t, b in zip(tensors, before):            # put the inputs back for the reference
+            if t.shape == b.shape:
+                with torch.no_grad():
+                    t.copy_(b)
+    return result, changed
+
+
+def _distance(got, alt) -> float:
+    """The largest absolute difference between two answers (nested tensors and numbers); inf if
+    they cannot be compared."""
+    if isinstance(alt, (tuple, list)) and isinstance(got, (tuple, list)) and len(got) == len(alt):
+        return max((_distance(g, a) for g, a in zip(got, alt)), default=0.0)
+    try:
+        g = torch.as_tensor(got, dtype=torch.float64).cpu()
+        a = torch.as_tensor(alt, dtype=torch.float64).cpu()
+        if g.shape != a.shape:
+            return float("inf")
+        return float((g - a).abs().nan_to_num(0.0).max()) if g.numel() else 0.0
+    except Exception:
+        return float("inf")
+
+
 def _likely_cause(ex: Exercise, got, case: Case) -> str | None:
-    for wrong, diagnosis in ex.causes:
+    """The listed mistake that reproduces ``got`` (within ten times the tolerance); where several
+    do, the closest, so two nearly equal variants are told apart by which one the answer is."""
+    matches = []
+    for order, (wrong, diagnosis) in enumerate(ex.causes):
         try:
             with torch.no_grad():
                 alt = case.call(wrong)
             if compare(got, alt, ex.atol * 10, ex.rtol * 10) is None:
-                return diagnosis
+                matches.append((_distance(got, _to_cpu(alt)), order, diagnosis))
         except Exception:   # a cause that does not apply to this case says nothing
             continue
-    return None
+    return min(matches)[2] if matches else None
 
 
 # -- the check --------------------------------------------------------------------------
@@ -272,13 +322,17 @@ def check(ex: Exercise, fn: Callable, hidden: bool = False, quiet: bool = False,
     for i, case in enumerate(cases):
         try:
             with torch.no_grad():
-                got = case.call(fn)
+                got, changed = _call_watching_inputs(case, fn)
         except NotImplementedError:
             return done("not implemented", f"… {name} not implemented yet")
         except Exception as e:   # the student's error, told in one line plus where it happened
             frame = _student_frame(e.__traceback__)
             return done("fail", f"✗ {name} raised {type(e).__name__} on {case.label}: {e}\n"
                                 f"  (line {frame.lineno}: {frame.line}){_error_hint(e)}")
+        if changed is not None:
+            return done("fail", f"✗ {name} changed its input in place on {case.label} (a tensor it was given is "
+                                "different after the call): work on a copy, or write x = x - m rather than x -= m, "
+                                "so the caller's tensors stay as they were.")
         with torch.no_grad():
             want = _to_cpu(case.call(ref)) if ref is not None else wants[i]
         # Shipped values are half precision: compare them more loosely.

@@ -48,6 +48,16 @@ def _factor_words(c: float, shape: tuple[int, ...]) -> str:
     return " " + " Or ".join(said[:3])
 
 
+def _rank_one(want: Tensor, d: int) -> bool:
+    """Whether ``want``, as a matrix with dimension ``d`` for columns, has rank one: then any other
+    rank-one answer is a per-slice multiple of it, and that says nothing about the mistake."""
+    m = want.movedim(d, -1).reshape(-1, want.shape[d])
+    if min(m.shape) < 2:
+        return True
+    sv = torch.linalg.svdvals(m)
+    return bool(sv[1] <= 1e-6 * sv[0])
+
+
 def _dim_words(d: int, n_dims: int) -> str:
     return "the last dimension" if d == n_dims - 1 else f"dimension {d}"
 
@@ -99,11 +109,11 @@ def describe_relation(got: Tensor, want: Tensor) -> str | None:
             continue
         shift = diff.mean(d, keepdim=True)
         if _close(got, want + shift) and not _close(shift, torch.zeros_like(shift)):
-            return (f"along {_dim_words(d, want.dim())} each slice is shifted by its own constant: centring over "
-                    f"that dimension (subtracting its mean) missing or extra, or log-probabilities where "
-                    f"logits belong (or the reverse)?")
+            return (f"the difference is the same all along {_dim_words(d, want.dim())}: a bias vector added or "
+                    f"left out, or centring over that dimension (subtracting its mean) missing or extra, or "
+                    f"log-probabilities where logits belong (or the reverse)?")
         ratio = (got * want).sum(d, keepdim=True) / want.pow(2).sum(d, keepdim=True).clamp_min(1e-30)
-        if _close(got, want * ratio) and not _close(ratio, torch.ones_like(ratio)):
+        if _close(got, want * ratio) and not _close(ratio, torch.ones_like(ratio)) and not _rank_one(want, d):
             return (f"along {_dim_words(d, want.dim())} each slice is the expected one times its own factor: a "
                     f"normalisation over that dimension (a softmax's denominator, a unit norm, a layer-norm "
                     f"scale) missing or extra?")
@@ -115,8 +125,9 @@ def describe_relation(got: Tensor, want: Tensor) -> str | None:
             a = got.narrow(d, max(step, 0), n - 1)
             b = want.narrow(d, max(-step, 0), n - 1)
             if _close(a, b):
-                return (f"your values are the expected ones shifted by one position along "
-                        f"{_dim_words(d, want.dim())}: an off-by-one (logits at position i predict token i + 1)?")
+                return (f"your values are the expected ones shifted by one along {_dim_words(d, want.dim())}: an "
+                        f"off-by-one in an index or a range (a position, a window, a slice starting one too early "
+                        f"or too late)?")
     if _close(got.flatten().sort().values, want.flatten().sort().values):
         return ("you have the right values in another arrangement: dimensions in the wrong order, a reshape "
                 "where a transpose (or permute) belongs, or the wrong index order?")

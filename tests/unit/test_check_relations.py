@@ -28,10 +28,10 @@ def _edit(x, index, value):
     (W / 16 ** 0.5, W, "1/√16"),
     (W * 3.7, W, "3.7 × the expected"),
     (W + 0.3, W, "+0.3: a constant shift"),
-    (W - W.mean(-1, keepdim=True), W, "along the last dimension each slice is shifted by its own constant"),
+    (W - W.mean(-1, keepdim=True), W, "the difference is the same all along the last dimension: a bias vector"),
     (W.log_softmax(-1), W, "log-probabilities where logits belong"),
     (W / W.norm(dim=-1, keepdim=True), W, "along the last dimension each slice is the expected one times its own factor"),
-    (torch.roll(X, 1, 1), X, "shifted by one position along the last dimension"),
+    (torch.roll(X, 1, 1), X, "shifted by one along the last dimension"),
     (X.flatten()[torch.randperm(30, generator=G)].reshape(3, 10), X, "the right values in another arrangement"),
     (_edit(X, (slice(None), 0), 7.0), X, "every difference is at index 0 (the first) of the last dimension"),
     (_edit(X, (1, 3), 5.0), X, "every difference is at index 1 of dimension 0"),
@@ -93,3 +93,24 @@ def test_a_float_answer_with_the_opposite_sign_is_named_by_the_check():
     ex.reference = lambda: (lambda x: x / 2)
     result = check(ex, lambda x: -x / 2, quiet=True, model=object())
     assert "Likely cause: the opposite sign" in result.message
+
+
+def test_an_outer_product_answer_is_not_called_a_normalisation():
+    a, b = torch.randn(5, generator=G), torch.randn(4, generator=G)
+    want = torch.outer(a, b)
+    got = torch.outer(a * torch.linspace(1, 3, 5), b)              # another rank-one answer
+    assert describe_relation(got, want) is None or "normalisation" not in describe_relation(got, want)
+
+
+def test_a_function_that_changes_its_input_in_place_fails_and_says_so():
+    def cases(model, hidden):
+        return [Case("a 3x10 input", (X.clone(),))]
+    ex = Exercise("no_chapter", "centred", cases)
+    ex.reference = lambda: (lambda x: x - x.mean(0))
+
+    def in_place(x):
+        x -= x.mean(0)
+        return x
+    result = check(ex, in_place, quiet=True, model=object())
+    assert not result.passed and "changed its input in place" in result.message
+    assert check(ex, lambda x: x - x.mean(0), quiet=True, model=object()).passed

@@ -92,7 +92,8 @@ def _layer_norm_without_eps(x, w, b, eps=1e-5):
     return (x - x.mean(-1, keepdim=True)) / x.std(-1, unbiased=False, keepdim=True) * w + b
 
 
-def _attention_variant(causal: bool = True, scaled: bool = True):
+def _attention_variant(causal: bool = True, scaled: bool = True, softmax_dim: int = -1, out_bias: bool = True,
+                       mask_value: float = float("-inf")):
     def attention(x, model, layer):
         q = torch.einsum("bpm,hmd->bhpd", x, model.W_Q[layer]) + model.b_Q[layer][:, None]
         k = torch.einsum("bpm,hmd->bhpd", x, model.W_K[layer]) + model.b_K[layer][:, None]
@@ -100,9 +101,9 @@ def _attention_variant(causal: bool = True, scaled: bool = True):
         scores = q @ k.transpose(-1, -2) / (math.sqrt(model.cfg.d_head) if scaled else 1.0)
         if causal:
             p = x.shape[1]
-            scores = scores.masked_fill(torch.ones(p, p, dtype=torch.bool).triu(1), float("-inf"))
-        z = scores.softmax(-1) @ v
-        return torch.einsum("bhpd,hdm->bpm", z, model.W_O[layer]) + model.b_O[layer]
+            scores = scores.masked_fill(torch.ones(p, p, dtype=torch.bool).triu(1), mask_value)
+        z = scores.softmax(softmax_dim).nan_to_num(0.0) @ v
+        return torch.einsum("bhpd,hdm->bpm", z, model.W_O[layer]) + (model.b_O[layer] if out_bias else 0)
     return attention
 
 
@@ -113,6 +114,20 @@ def _mlp_exact_gelu(x, model, layer):
 
 def _forward_without_pos(tokens, model):
     return model.run_with_hooks(tokens, fwd_hooks=[("hook_pos_embed", lambda x, h: torch.zeros_like(x))])
+
+
+def _forward_mlp_without_ln2(tokens, model):
+    from solutions.ch1_residual_stream import attention_layer, layer_norm, mlp_layer
+
+    resid = model.W_E[tokens] + model.W_pos[: tokens.shape[1]]
+    for layer in range(model.cfg.n_layers):
+        resid = resid + attention_layer(layer_norm(resid, model.ln1_w[layer], model.ln1_b[layer]), model, layer)
+        resid = resid + mlp_layer(resid, model, layer)
+    return layer_norm(resid, model.ln_final_w, model.ln_final_b) @ model.W_U
+
+
+def _lens_ignoring_pos(cache, model, pos=-1):
+    return cache.apply_ln_final(cache.accumulated_resid(pos=-1)) @ model.W_U
 
 
 def _forward_without_final_ln(tokens, model):
@@ -173,17 +188,25 @@ EXERCISES = {ex.name: ex for ex in [
         (_layer_norm_without_eps, "eps is missing: add it to the variance before the square root.")]),
     Exercise(CHAPTER, "attention_layer", _block_input_cases("ln1"), causes=[
         (_attention_variant(causal=False), "no causal mask: each position may only attend to itself and earlier positions."),
-        (_attention_variant(scaled=False), "the scores were not divided by sqrt(d_head).")]),
+        (_attention_variant(scaled=False), "the scores were not divided by sqrt(d_head)."),
+        (_attention_variant(softmax_dim=-2), "the softmax ran over the queries; it runs over the keys (the last "
+                                             "axis), so each query's weights sum to 1."),
+        (_attention_variant(mask_value=0.0), "the future scores were set to 0, which the softmax still weighs "
+                                             "(e⁰ = 1); set them to -inf."),
+        (_attention_variant(out_bias=False), "the output bias b_O was left out: the layer returns the sum of the "
+                                             "heads' outputs plus b_O.")]),
     Exercise(CHAPTER, "mlp_layer", _block_input_cases("ln2"), causes=[
         (_mlp_exact_gelu, "GPT-2 uses the tanh approximation of GELU (\"gelu_new\"), not the exact erf form.")]),
     Exercise(CHAPTER, "forward_from_weights", _tokens_cases, atol=1e-3, rtol=1e-3, causes=[
         (_forward_without_pos, "the position embedding W_pos was not added to the token embedding."),
-        (_forward_without_final_ln, "the final layer norm was not applied before the unembedding.")]),
+        (_forward_without_final_ln, "the final layer norm was not applied before the unembedding."),
+        (_forward_mlp_without_ln2, "the MLP read the stream without its layer norm (ln2) first.")]),
     Exercise(CHAPTER, "residual_components", _cache_cases),
     Exercise(CHAPTER, "logit_lens", _lens_cases, atol=1e-3, rtol=1e-3, causes=[
         (_lens_without_ln, "the final layer norm was not applied before the unembedding."),
         (_lens_with_final_scale, "every layer was divided by the final layer's scale; the logit lens treats each "
-                                 "layer's stream as if it were final, with its own layer-norm statistics.")]),
+                                 "layer's stream as if it were final, with its own layer-norm statistics."),
+        (_lens_ignoring_pos, "the position asked for (pos) was ignored: pass pos to cache.accumulated_resid.")]),
     Exercise(CHAPTER, "logit_diff_direction", _direction_cases),
     Exercise(CHAPTER, "component_attribution", _attribution_cases, atol=1e-3, rtol=1e-3, causes=[
         (_attribution_without_ln, "the final layer norm's scale was not applied to the components."),

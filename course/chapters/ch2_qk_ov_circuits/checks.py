@@ -183,6 +183,10 @@ def _eigenvalue_multiset(eig):
     eig = torch.as_tensor(eig)
     if not eig.is_complex():
         raise ValueError("expected complex eigenvalues (torch.linalg.eigvals returns them)")
+    size = eig.abs()
+    if (size[1:] > size[:-1] * (1 + 1e-4) + 1e-6).any():
+        raise ValueError("the eigenvalues are not sorted by absolute value, largest first: "
+                         "eig[eig.abs().argsort(descending=True)]")
     return torch.stack([eig.real.sort().values, eig.imag.sort().values])
 
 

@@ -143,6 +143,17 @@ def _s2_grid(patterns, end_pos, s2_pos):
     return torch.stack([p[:, :, end_pos][:, :, :, s2_pos].mean((0, 2, 3)) for p in patterns])
 
 
+def _loss_drop_first(model, tokens):
+    logp = model(tokens).log_softmax(-1)[:, 1:]
+    return -logp.gather(-1, tokens[:, 1:, None])[..., 0]
+
+
+def _induction_query_off_by_one(cache, n_layers, seq_len):
+    q = torch.arange(seq_len, 2 * seq_len)
+    k = q - seq_len + 1
+    return torch.stack([cache["pattern", l][:, :, q, k].mean((0, -1)) for l in range(n_layers)])
+
+
 def _ablation_whole_sequence(model, tokens, seq_len, mean_z=None):
     from course.chapters.ch3_induction_ioi.findings import head_ablation_losses
 
@@ -192,10 +203,14 @@ def _attribution_sign_flipped(model, corrupt, clean_cache, metric):
 
 EXERCISES = {ex.name: ex for ex in [
     Exercise(CHAPTER, "per_token_loss", _loss_cases, atol=1e-4, rtol=1e-4, causes=[
-        (_loss_same_token, "each position was scored on its own token; the prediction at i is for tokens[:, i + 1].")]),
+        (_loss_same_token, "each position was scored on its own token; the prediction at i is for tokens[:, i + 1]."),
+        (_loss_drop_first, "the logits were cut at the front (logits[:, 1:]); the last position has nothing to "
+                           "predict, so cut there: logits[:, :-1] against tokens[:, 1:].")]),
     Exercise(CHAPTER, "induction_scores", _induction_cases, atol=1e-5, rtol=1e-4, causes=[
         (_induction_to_first_occurrence, "that is attention to the token's first occurrence (q - seq_len); an "
-                                         "induction head attends to the token after it, q - seq_len + 1.")]),
+                                         "induction head attends to the token after it, q - seq_len + 1."),
+        (_induction_query_off_by_one, "the queries start one too early: the repeat starts at position seq_len + 1 "
+                                      "(after the BOS token and the first copy).")]),
     Exercise(CHAPTER, "composition_scores", _composition_cases, atol=1e-5, rtol=1e-4, causes=[
         (_composition_unnormalized, "not normalized: divide by the Frobenius norms of W_A[i] and W_B[j].")]),
     Exercise(CHAPTER, "ablation_losses", _ablation_cases, atol=1e-4, rtol=1e-4, causes=[
@@ -204,8 +219,11 @@ EXERCISES = {ex.name: ex for ex in [
     Exercise(CHAPTER, "logit_diff", _logit_diff_cases, atol=1e-5, rtol=1e-5, causes=[
         (_logit_diff_last_position, "read at the last position; prompts are padded, so read each at its end_pos.")]),
     Exercise(CHAPTER, "patch_resid", _patching_cases, atol=1e-4, rtol=1e-3, causes=[
-        (_patch_resid_post, "you patched the stream after each block (hook_resid_post); patch the stream entering "
-                            "it, blocks.{layer}.hook_resid_pre.")]),
+        # Patching one position of hook_resid_mid or of hook_resid_post gives the same map (the MLP
+        # works position by position), so one diagnosis names both.
+        (_patch_resid_post, "you patched the stream after attention or after the block (hook_resid_mid or "
+                            "hook_resid_post, which give the same map); patch the stream entering each block, "
+                            "blocks.{layer}.hook_resid_pre.")]),
     Exercise(CHAPTER, "patch_every_head", _patching_cases, atol=1e-4, rtol=1e-3, causes=[
         (_patch_all_heads_each_copy, "every copy got all the layer's heads back; in copy h put back only head h.")]),
     Exercise(CHAPTER, "attribution_patch_heads", _patching_cases, atol=1e-4, rtol=1e-3, causes=[

@@ -87,6 +87,15 @@ def composition_summary(model, ind: dict, n_random: int = 100, seed: int = 0) ->
             for k, v in scores.items():
                 row[k] = float(v[a, b])
                 row[k + "_rank"] = int((v[earlier] > v[a, b]).sum()) + 1
+            # Per pair: the previous-token head against every other head that could feed this
+            # induction head's keys, and this induction head's K-composition with random
+            # rank-d_head writers (mean and 95th percentile).
+            column = scores["K"][:, b][earlier[:, b]]
+            row["K_rank_among_earlier"] = int((column > row["K"]).sum()) + 1
+            row["n_earlier"] = int(earlier[:, b].sum())
+            null = torch.tensor([float(composition_scores(rnd()[None], W_QK[b].transpose(-1, -2)[None].cpu()))
+                                 for _ in range(n_random)])
+            row["K_random_mean"], row["K_random_high"] = float(null.mean()), float(null.quantile(0.95))
             pairs.append(row)
     best = [max((r for r in pairs if r["induction"] == i), key=lambda r: r["K"])
             for i in dict.fromkeys(r["induction"] for r in pairs)]
@@ -95,8 +104,29 @@ def composition_summary(model, ind: dict, n_random: int = 100, seed: int = 0) ->
     # The strongest induction head is the one the chapter follows; later ones may read the
     # earlier induction heads instead of a previous-token head (their K-composition is then low).
     top = ind["strongest_induction_head"]
+    singled = [r["induction"] for r in best if r["K_rank_among_earlier"] == 1 and r["K"] > r["K_random_high"]]
     return {"scores": scores, "baseline": baseline, "pairs": pairs, "best_pairs": best,
-            "k_composing": composing, "top_induction_head": top, "k_stands_out": top in composing}
+            "k_composing": composing, "top_induction_head": top, "k_stands_out": top in composing,
+            "singled_out": singled, "labels": [f"L{l}H{h}" for l in range(L) for h in range(H)]}
+
+
+def composition_report(comp: dict) -> list[str]:
+    """What chapter 3 concludes from :func:`composition_summary`, pair by pair."""
+    lines = []
+    for r in comp["best_pairs"]:
+        beyond = r["K"] > r["K_random_high"]
+        lines.append(f"{r['prev']} -> {r['induction']}: K {r['K']:.3f}, rank {r['K_rank_among_earlier']} of the "
+                     f"{r['n_earlier']} earlier heads for this induction head; random writers {r['K_random_mean']:.3f} "
+                     f"(95% below {r['K_random_high']:.3f}): "
+                     + ("above chance and the top writer into its keys" if beyond and r["K_rank_among_earlier"] == 1
+                        else "above chance, but other heads compose more" if beyond else "not above chance"))
+    top = comp["top_induction_head"]
+    if top in comp["singled_out"]:
+        lines.append(f"so K-composition singles out the previous-token head for the strongest induction head, {top}")
+    else:
+        lines.append(f"so K-composition does not single out a previous-token head for the strongest induction head, "
+                     f"{top}: weights alone do not show this circuit here; the ablations below test it by effect")
+    return lines
 
 
 @torch.no_grad()

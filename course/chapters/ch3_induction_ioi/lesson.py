@@ -183,23 +183,26 @@ check.composition_scores(composition_scores, hidden=True, quiet=True).require()
 # `course.circuits.composition_scores` computes the scores without forming the products.)
 
 # %%
-from course.chapters.ch3_induction_ioi.findings import composition_summary
+from course.chapters.ch3_induction_ioi.findings import composition_report, composition_summary
 
 comp = composition_summary(model, ind)
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+ticks = range(0, len(comp["labels"]), model.cfg.n_heads)             # one label per layer's first head
 for ax, kind in zip(axes, ("Q", "K", "V")):
     im = ax.imshow(comp["scores"][kind], cmap="Reds", vmin=0)
-    ax.set_title(f"{kind}-composition"); ax.set_xlabel("later head (layer*heads + head)")
-    ax.set_ylabel("earlier head")
+    ax.set_title(f"{kind}-composition"); ax.set_xlabel("later head"); ax.set_ylabel("earlier head")
+    ax.set_xticks(ticks, [comp["labels"][i] for i in ticks], fontsize=7)
+    ax.set_yticks(ticks, [comp["labels"][i] for i in ticks], fontsize=7)
     fig.colorbar(im, ax=ax, shrink=0.8)
 plt.show()
-print(f"random baseline: {comp['baseline']:.3f}; each induction head with its most K-composing previous-token head:")
+print(f"random baseline over all pairs: {comp['baseline']:.3f}; each induction head with its most K-composing "
+      f"previous-token head:")
 for row in comp["best_pairs"]:
     print(f"previous-token head {row['prev']} -> induction head {row['induction']}: "
           + ", ".join(f"{k} {row[k]:.3f} (rank {row[k + '_rank']} of {row['n_pairs']})" for k in ("Q", "K", "V")))
-print("induction heads whose K-composition with a previous-token head is above twice the baseline and above "
-      "that pair's Q- and V-composition:", ", ".join(comp["k_composing"]) or "none")
-print(f"the strongest induction head, {comp['top_induction_head']}, is among them:", comp["k_stands_out"])
+print()
+for line in composition_report(comp):
+    print(line)
 
 # %% [markdown]
 # ### 4. Ablation

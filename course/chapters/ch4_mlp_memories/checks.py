@@ -34,6 +34,7 @@ def _activation_cases(model, hidden):
         return [Case("hidden rows, last layer, batches of 5", (model, tokens, _last_layer(model), 5)),
                 Case("hidden rows, layer 0, one batch", (model, tokens[:3], 0, 8))]
     return [Case("12 rows, layer 0, batches of 4", (model, tokens, 0, 4)),
+            Case("10 rows in batches of 4 (the last batch is smaller)", (model, tokens[:10], 1, 4)),
             Case("one row, last layer", (model, tokens[:1], _last_layer(model), 4))]
 
 

@@ -146,6 +146,12 @@ def _loss_mean_over_dims(sae, x, l1_coeff):
     return loss + (l1_coeff * f.abs().sum(-1).mean() if sae.cfg.activation == "relu" else 0)
 
 
+def _loss_l1_mean_over_entries(sae, x, l1_coeff):
+    f = sae.encode(x)
+    loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
+    return loss + (l1_coeff * f.abs().mean() if sae.cfg.activation == "relu" else 0)
+
+
 def _loss_l1_on_topk(sae, x, l1_coeff):
     f = sae.encode(x)
     return (sae.decode(f) - x).pow(2).sum(-1).mean() + l1_coeff * f.abs().sum(-1).mean()
@@ -239,7 +245,9 @@ EXERCISES = {ex.name: ex for ex in [
                                  "x @ W_enc + b_enc (see the docstring).")]),
     Exercise(CHAPTER, "sae_loss", _loss_sae_cases, atol=1e-5, rtol=1e-4, causes=[
         (_loss_mean_over_dims, "the squared error is summed over the d dimensions (then averaged over tokens), not averaged over both."),
-        (_loss_l1_on_topk, "a TopK SAE has no L1 penalty: add it only when sae.cfg.activation == 'relu'.")]),
+        (_loss_l1_on_topk, "a TopK SAE has no L1 penalty: add it only when sae.cfg.activation == 'relu'."),
+        (_loss_l1_mean_over_entries, "the L1 term was averaged over every feature too; like the squared error, "
+                                     "sum it over the features and average over the tokens.")]),
     Exercise(CHAPTER, "training_step", _step_cases, atol=1e-5, rtol=1e-4, causes=[
         (_step_no_normalise, "the decoder rows were not put back to unit norm after the step (sae.normalize_decoder())."),
         (_step_no_zero_grad, "the gradients were never zeroed: each step adds its gradient to the last one's "
