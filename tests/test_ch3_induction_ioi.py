@@ -304,6 +304,13 @@ def test_finding_ablating_the_induction_circuit_hurts_the_repeat(m, rep):
     torch.testing.assert_close(abl["zero"], ref.ablation_losses(m, few, SEQ_LEN), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(abl["mean"], ref.ablation_losses(m, few, SEQ_LEN, means), atol=1e-4, rtol=1e-4)
     assert abl["circuit_matters"]
+    from course.chapters.ch3_induction_ioi.findings import ablation_report
+    assert abl["induction_sum_of_singles"] == pytest.approx(sum(abl["induction_singles"].values()))
+    text = "\n".join(ablation_report(abl))
+    together, total = abl["induction_together"], abl["induction_sum_of_singles"]
+    assert ("back each other up" in text) == (together > 1.5 * total + 0.05)
+    for h, d in abl["induction_singles"].items():
+        assert (f"{h} (+{d:.2f})" in text.splitlines()[0]) == (d > 0.05)
     assert all(d > 0 for _, d in abl["zero_top"])
 
 
@@ -420,3 +427,17 @@ def test_the_patching_explorer_colours_like_the_static_maps():
 
     # matplotlib's RdBu, which the chapter's static maps use: positive blue, negative red
     assert _colour(1.0, 1.0) == "rgb(55,55,255)" and _colour(-1.0, 1.0) == "rgb(255,55,55)"
+
+
+
+@pytest.mark.usefixtures("grad_off")
+def test_the_attribution_verdict_reads_the_pattern_change(m, group):
+    from course.chapters.ch3_induction_ioi.findings import attribution_report, pattern_change
+
+    moved = pattern_change(m, group["clean"], group["abc"])
+    assert 0 <= moved["mean"] <= moved["max"] <= 1
+    same = pattern_change(m, group["abc"], group["abc"])
+    assert same["max"] == pytest.approx(0.0, abs=1e-6)                   # the control: no change, no movement
+    agree = {"by_kind": {"heads": {"corr": 0.999}}, "worst_kind": "attn_out", "worst_error": 0.1}
+    assert "close to linear" in "\n".join(attribution_report(agree, {**moved, "mean": 0.01}))
+    assert "only a first guess" in "\n".join(attribution_report({**agree, "by_kind": {"heads": {"corr": 0.8}}}, moved))

@@ -270,6 +270,9 @@ def test_graph_viewer_reacts_and_shows_errors_in_the_widget(m, found, tcs):
     assert "course-explorer" in v._dom_classes and "<svg" in v.picture.value and "features kept" in v.status.value
     first = v.node.value
     assert v.card.node == first
+    # it opens on the most influential feature, not an embedding or error node
+    features = [n for n in v.view.nodes if n.kind == "feature"]
+    assert first == max(features, key=lambda n: n.influence).node
     v.threshold.value = 0.5
     assert len(v.view.nodes) <= len(graph_view(found["graph"], 0.8).nodes)
     other = v.node.options[-1][1]

@@ -230,7 +230,9 @@ class GraphViewer(widgets.VBox):
                                  f"({s['feature_influence_kept']:.0%} of their influence), "
                                  f"{s['edges_kept']} of {s['edges']} edges")
             ranked = sorted(self.view.nodes, key=lambda v: -v.influence if v.kind != "logit" else 1)
-            keep = self.node.value if any(v.node == self.node.value for v in ranked) else ranked[0].node
+            # Opens on the most influential *feature* (an embedding node has no contexts to show).
+            first = next((v.node for v in ranked if v.kind == "feature"), ranked[0].node)
+            keep = self.node.value if any(v.node == self.node.value for v in ranked) else first
             self._picking = True             # setting the options fires the picker: draw once, below
             try:
                 self.node.options = [(f"{v.label} ({v.influence:.3f})", v.node) for v in ranked]

@@ -165,7 +165,40 @@ def ablation_summary(model, tokens, seq_len: int, ind: dict, mean_z: list, top: 
         out[f"{kind}_top"] = [(n, float(rise.flatten()[i])) for n, i in zip(named, order)][:top]
         matters &= any(h in named[:len(circuit)] for h in circuit)
     out["circuit_matters"] = bool(matters)
+    # Redundancy: every induction head zero-ablated at once, against the sum of their single effects.
+    from course.patching import patch_heads
+
+    heads = [_parse(h) for h in ind["induction_heads"]]
+    batch, n_pos = tokens.shape
+    zeros = {layer: torch.zeros(batch, n_pos, model.cfg.n_heads, model.cfg.d_head, device=tokens.device)
+             for layer, _ in heads}
+    logits = patch_heads(model, tokens, heads, zeros)[:, seq_len + 1:-1]
+    together = float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, seq_len + 2:].flatten()))
+    singles = {h: float(out["zero"][_parse(h)] - clean) for h in ind["induction_heads"]}
+    out.update(induction_singles=singles, induction_together=together - clean,
+               induction_sum_of_singles=sum(singles.values()))
     return out
+
+
+def ablation_report(abl: dict, threshold: float = 0.05) -> list[str]:
+    """What chapter 3 concludes from :func:`ablation_summary` about the induction heads."""
+    singles = abl["induction_singles"]
+    matter = [h for h, d in singles.items() if d > threshold]
+    quiet = [h for h in singles if h not in matter]
+    lines = [f"induction heads whose own zero ablation raises the repeat loss by more than {threshold}: "
+             + (", ".join(f"{h} (+{singles[h]:.2f})" for h in matter) or "none")
+             + (f"; no effect on their own: {', '.join(quiet)}" if quiet else "")]
+    together, total = abl["induction_together"], abl["induction_sum_of_singles"]
+    lines.append(f"all {len(singles)} ablated together: +{together:.2f}, against +{total:.2f} for the sum of their "
+                 "single ablations")
+    if together > 1.5 * total + threshold:
+        lines.append("so they back each other up: a head whose removal alone costs nothing is still doing the "
+                     "work, and the others cover for it (redundancy; in GPT-2 small, backup heads)")
+    elif together < 0.67 * total:
+        lines.append("so their effects overlap: removing one already removes much of what the others add")
+    else:
+        lines.append("so their effects add up: no sign of backup between them")
+    return lines
 
 
 def training_log(path: Path | None = None) -> list[dict]:
@@ -244,6 +277,37 @@ def attribution_agreement(exact: dict, approx: dict, corrupt_metric: float) -> d
                          "worst_exact": float(e.flatten()[i]), "worst_estimate": float(a.flatten()[i])}
     worst = max(by_kind, key=lambda k: by_kind[k]["max_error"])
     return {"by_kind": by_kind, "estimate": estimate, "worst_kind": worst, "worst_error": by_kind[worst]["max_error"]}
+
+
+@torch.no_grad()
+def pattern_change(model, clean, corrupt) -> dict:
+    """How far the attention patterns move between two runs of prompts with the same positions:
+    the mean absolute change of the attention weights (per query, summed over keys and halved, so
+    0 is no change and 1 a complete move), over heads and queries, and the head that moves most."""
+    names = lambda n: n.endswith("hook_pattern")                                       # noqa: E731
+    _, a = model.run_with_cache(clean, names_filter=names)
+    _, b = model.run_with_cache(corrupt, names_filter=names)
+    moved = torch.stack([(a["pattern", l] - b["pattern", l]).abs().sum(-1).mean((0, 2)) / 2
+                         for l in range(model.cfg.n_layers)]).cpu()                   # [layer, head]
+    worst = divmod(int(moved.argmax()), model.cfg.n_heads)
+    return {"mean": float(moved.mean()), "max": float(moved.max()), "worst_head": _name(*worst)}
+
+
+def attribution_report(agree: dict, moved: dict) -> list[str]:
+    """Why attribution patching agrees (or not) with the exact patching here, from the patterns."""
+    corr = agree["by_kind"]["heads"]["corr"]
+    lines = [f"between the clean and ABC runs the attention patterns move by {moved['mean']:.3f} on average "
+             f"(0: no change, 1: all weight moved), at most {moved['max']:.3f} ({moved['worst_head']})"]
+    if corr > 0.99 and moved["mean"] < 0.1:
+        lines.append("so the path from the ABC run to the clean one is close to linear: the attention weights, the "
+                     "main non-linearity attribution patching linearises, hardly change, and the first-order "
+                     f"estimate agrees (head correlation {corr:.3f}). It would fail where a patch moves attention "
+                     "a lot, or where the metric saturates (a probability near 0 or 1)")
+    else:
+        lines.append(f"head correlation {corr:.3f}: the linear estimate is only a first guess here; check the "
+                     "heads it ranks high with exact patching")
+    lines.append(f"where it errs most: {agree['worst_kind']}, by {agree['worst_error']:.2f}")
+    return lines
 
 
 @torch.no_grad()

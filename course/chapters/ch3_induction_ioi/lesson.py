@@ -251,7 +251,7 @@ check.ablation_losses(ablation_losses, hidden=True, quiet=True).require()
 # of the sequences; the means over all sixteen):
 
 # %%
-from course.chapters.ch3_induction_ioi.findings import ablation_summary
+from course.chapters.ch3_induction_ioi.findings import ablation_report, ablation_summary
 
 mean_z = [rep_cache["z", layer].mean(0) for layer in range(model.cfg.n_layers)]
 abl = ablation_summary(model, rep_tokens[:8], seq_len, ind, mean_z)
@@ -265,8 +265,10 @@ print(f"repeated-half loss, nothing ablated: {abl['clean']:.3f}")
 for kind in ("zero", "mean"):
     print(f"{kind} ablation: the heads that raise it most: "
           + ", ".join(f"{h} (+{d:.2f})" for h, d in abl[f"{kind}_top"]))
-print("the induction and previous-token heads found above are among the most harmful to ablate:",
-      abl["circuit_matters"])
+print("the induction and previous-token heads found above are " + ("" if abl["circuit_matters"] else "not ")
+      + "among the heads whose ablation raises the loss most")
+for line in ablation_report(abl):
+    print(line)
 
 # %% [markdown]
 # ### 5. When induction formed
@@ -543,7 +545,7 @@ check.attribution_patch_heads(attribution_patch_heads, hidden=True, quiet=True).
 # toolkit's `course.patching.attribution_sweep`:
 
 # %%
-from course.chapters.ch3_induction_ioi.findings import attribution_agreement
+from course.chapters.ch3_induction_ioi.findings import attribution_agreement, attribution_report, pattern_change
 
 approx = {what: patching.attribution_sweep(model, abc_tokens, clean_cache, ioi_metric, what)
           for what in ("heads", "resid_pre", "attn_out", "mlp_out")}
@@ -557,9 +559,8 @@ plt.show()
 for what, a in agree["by_kind"].items():
     print(f"{what:10s} correlation {a['corr']:.3f}; largest error {a['max_error']:.3f} at {a['worst']} "
           f"(exact {a['worst_exact']:.3f}, estimate {a['worst_estimate']:.3f})")
-print(f"where it fails: {agree['worst_kind']}, largest error {agree['worst_error']:.2f}; the estimate is worst where a "
-      f"patch changes the {'early residual stream' if agree['worst_kind'] == 'resid_pre' else 'stream the most'}, "
-      f"far from the corrupted run the Taylor expansion starts from")
+for line in attribution_report(agree, pattern_change(model, clean_tokens, abc_tokens)):
+    print(line)
 
 # %% [markdown]
 # ### 10. Path patching

@@ -13,7 +13,8 @@
 # %% [markdown]
 # # Chapter 4 — MLPs as key–value memories
 #
-# Two thirds of a GPT-2 block's weights sit in its MLP, and MLPs are where facts seem to live.
+# Two thirds of a GPT-2 block's weights sit in its MLP, and in the models ROME studied, MLPs were
+# where facts seemed to live; section 6 traces where this model needs them.
 # An MLP layer computes $\text{GELU}(x W_{in} + b_{in})\, W_{out} + b_{out}$: each of its
 # $d_{mlp}$ **neurons** reads the stream along one column of $W_{in}$ (its **key**: the
 # pattern that makes it fire) and, in proportion to how strongly it fires, adds one row of
@@ -393,6 +394,15 @@ print(f"the MLPs matter most at the {where['mlp_peak'][1]}: "
       + ("on the subject, as ROME found in GPT-2 XL" if where["recalled_at_subject"] else "unlike GPT-2 XL in ROME")
       + ("; attention carries the subject's information to the last token" if where["moved_by_attention"] else ""))
 
+
+# %% [markdown]
+# Two things to keep in mind when reading the trace. An MLP in layer 0 sees little more than
+# the token itself (attention has mixed in only one layer's worth of context), so where the best
+# MLP at the subject is layer 0, it behaves more like an **extended embedding**, a richer vector
+# per token, than like a memory looked up in the middle of the network. And Hase et al. (2023,
+# "Does localization inform editing?") found that where causal tracing localises a fact does not
+# predict which layer edits it best. Section 7 edits at the traced layer anyway and measures
+# what that does, side effects included.
 # %% [markdown]
 # ROME also restores a **window** of consecutive layers' MLP (or attention) outputs at once:
 # a single MLP may matter only together with its neighbours. Here with a window of half
