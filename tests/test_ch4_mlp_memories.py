@@ -246,9 +246,15 @@ def test_neuron_card_and_search(m, stream, acts):
     assert len(card.contexts) == 4 and card.max_activation == pytest.approx(float(values[0]))
     tokens, a, at = card.contexts[0]
     assert tokens[at] == m.to_string(stream.tokens[where[0, 0], where[0, 1]]) and a[at] == pytest.approx(float(values[0]))
+    r, p = where[0].tolist()
+    assert card.following[0] == (m.to_string(int(stream.tokens[r, p + 1])) if p + 1 < stream.tokens.shape[1] else None)
     token = card.promotes[0]
     n = neuron_promoting(m, 1, token)
-    assert int(value_logits(m, 1)[:, m.to_single_token(token)].argmax()) == n
+    # the neuron found ranks the token at least as high in its value as any other neuron does
+    logits = value_logits(m, 1)
+    t = m.to_single_token(token)
+    ranks = (logits > logits[:, t:t + 1]).sum(-1)
+    assert ranks[n] == ranks.min()
     with pytest.raises(ValueError, match="layer must be"):
         neuron_card(m, stream, acts, 7, 0)
 
@@ -285,8 +291,12 @@ def test_trace_view_and_explorer(m, traced):
     assert view.answer == m.to_string(f.answer) and view.restored["resid"][-1][-1] == pytest.approx(view.clean, abs=1e-5)
     w = TraceExplorer(m, f.text, f.country)
     assert w.trace is not None and w.status.value == ""
+    assert len(w.view.children) == 1
     w.subject.value = "Atlantis"
-    assert "does not occur" in w.status.value
+    assert "does not occur" in w.status.value and w.view.children == ()     # no stale plot under the error
+    # the window widens MLP and attention restores, never the residual stream's (as in ROME)
+    wide = trace_view(m, f.text, f.country, window=3, n_samples=2)
+    assert wide.restored["resid"] == view.restored["resid"]
 
 
 def test_fact_editor_edits_and_undoes(m, acts):

@@ -390,3 +390,14 @@ def test_the_steering_sweep_finds_its_thresholds_in_its_own_rows(m):
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5) and rows[0]["promoted_rise"] == pytest.approx(0.0, abs=1e-6)
     assert sweep["steers_at"] == next((r["multiple"] for r in rows if r["promoted_rise"] >= STEERS), None)
     assert sweep["breaks_at"] == next((r["multiple"] for r in rows if r["kl"] >= BREAKS), None)
+
+
+def test_the_superposition_explorer_names_a_local_minimum():
+    from types import SimpleNamespace
+
+    from course.widgets.saes import local_minimum_note
+
+    assert "local minimum" in local_minimum_note(SimpleNamespace(norms=[1.0, 0.1, 1.0, 0.0, 0.0]))
+    assert local_minimum_note(SimpleNamespace(norms=[1.0, 1.0, 0.2, 0.0, 0.0])) == ""
+    # equal importances: keeping one and dropping another is no mistake
+    assert local_minimum_note(SimpleNamespace(norms=[1.0, 0.1, 1.0], importance=[1.0, 1.0, 1.0])) == ""

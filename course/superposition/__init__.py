@@ -126,21 +126,27 @@ def geometry(W: Tensor, threshold: float = 0.5) -> list[Geometry]:
     return out
 
 
-def plot_features_2d(W: Tensor, titles: list[str] | None = None, importance: Tensor | None = None):
+def plot_features_2d(W: Tensor, titles: list[str] | None = None, importance: Tensor | None = None,
+                     size: float = 1.9, legend: bool = False):
     """Each instance's feature directions (the columns of ``W [instance, 2, feature]``) as arrows
-    from the origin, coloured by importance (dark: important). Returns the matplotlib figure."""
+    from the origin, coloured by importance (dark: important); ``size`` inches per panel;
+    ``legend`` names each feature with its importance. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
     n = W.shape[0]
-    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.1), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(size * n + (1.6 if legend else 0), size * 1.1), squeeze=False)
     W = W.detach().cpu()
     for i, ax in enumerate(axes[0]):
         for f in range(W.shape[2]):
             shade = 0.2 + 0.8 * float(importance[i, f] / importance[i].max()) if importance is not None else 1.0
-            ax.plot([0, W[i, 0, f]], [0, W[i, 1, f]], color=plt.cm.viridis(1 - shade), lw=1.5)
+            label = (f"feature {f}" + (f" (importance {float(importance[i, f]):.2f})" if importance is not None
+                                        else "")) if legend else None
+            ax.plot([0, W[i, 0, f]], [0, W[i, 1, f]], color=plt.cm.viridis(1 - shade), lw=1.5, label=label)
             ax.scatter(W[i, 0, f], W[i, 1, f], color=plt.cm.viridis(1 - shade), s=12)
         ax.set_xlim(-1.5, 1.5), ax.set_ylim(-1.5, 1.5), ax.set_aspect("equal"), ax.set_xticks([]), ax.set_yticks([])
         if titles:
             ax.set_title(titles[i], fontsize=8)
+        if legend:
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.tight_layout()
     return fig

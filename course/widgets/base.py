@@ -39,6 +39,7 @@ class PromptExplorer(widgets.VBox):
             self.view.children = tuple(self.render())
             self.status.value = ""
         except Exception as e:   # shown in the widget, in words; the notebook goes on
+            self.view.children = ()          # no stale view under the error: it would answer another input
             self.status.value = f"<span style='color:#b00'>⚠ {html.escape(str(e))}</span>"
         finally:
             self._busy = False

@@ -15,7 +15,9 @@ from course.widgets.base import PromptExplorer
 @dataclass
 class NeuronCard:
     """``contexts``: for each top context, its tokens, their activations and the index of the
-    activating token (last in the list); ``promotes``/``suppresses``: the value's top tokens."""
+    activating token (last in the list); ``following``: the token after each context (None at a
+    row's end), what key–value agreement compares with ``promotes``; ``promotes``/``suppresses``:
+    the value's top tokens."""
 
     layer: int
     neuron: int
@@ -24,6 +26,7 @@ class NeuronCard:
     promotes: list[str]
     suppresses: list[str]
     description: str
+    following: list[str | None]
 
 
 @torch.no_grad()
@@ -34,31 +37,42 @@ def neuron_card(model, stream, acts, layer: int, neuron: int, k: int = 8, width:
     if not 0 <= neuron < acts.shape[-1]:
         raise ValueError(f"neuron must be 0..{acts.shape[-1] - 1}; got {neuron}.")
     values, where = top_contexts(acts[layer], neuron, k)
-    contexts = []
+    contexts, following = [], []
     for r, p in where.tolist():
         lo = max(0, p - width + 1)
         ids = stream.tokens[r, lo:p + 1].tolist()
         contexts.append(([model.to_string(i) for i in ids], acts[layer, r, lo:p + 1, neuron].tolist(), p - lo))
+        following.append(model.to_string(int(stream.tokens[r, p + 1])) if p + 1 < stream.tokens.shape[1] else None)
     up, down = value_tokens(model, layer, neuron, k)
     return NeuronCard(layer, neuron, contexts, float(values[0]), up, down,
-                      str(describe_neuron(model, stream, acts[layer], layer, neuron)))
+                      str(describe_neuron(model, stream, acts[layer], layer, neuron)), following)
 
 
 @torch.no_grad()
 def neuron_promoting(model, layer: int, token: str) -> int:
-    """The neuron of ``layer`` whose value raises the logit of ``token`` (one token) the most."""
-    return int(value_logits(model, layer)[:, model.to_single_token(token)].argmax())
+    """The neuron of ``layer`` whose value ranks ``token`` (one token) highest among all tokens; among
+    neurons that rank it equally, the one that sets it furthest above its other tokens (in standard
+    deviations). Ranking by the raw logit instead would favour neurons with large values overall,
+    where the token may sit hundreds of places down."""
+    logits = value_logits(model, layer)                                  # [d_mlp, d_vocab]
+    t = model.to_single_token(token)
+    rank = (logits > logits[:, t:t + 1]).sum(-1)
+    margin = (logits[:, t] - logits.mean(-1)) / logits.std(-1).clamp_min(1e-8)
+    best = rank == rank.min()
+    return int(torch.where(best, margin, torch.full_like(margin, -float("inf"))).argmax())
 
 
 def card_html(card: NeuronCard) -> str:
     top = max(card.max_activation, 1e-6)
     rows = []
-    for tokens, a, at in card.contexts:
+    for (tokens, a, at), nxt in zip(card.contexts, card.following):
         cells = "".join(
             f"<span title='{x:.2f}' style='background:rgba(255,120,0,{max(0.0, min(1.0, x / top)):.2f});"
             f"{'border:1px solid #000;' if i == at else ''}white-space:pre;font-family:monospace'>"
             f"{html.escape(t)}</span>" for i, (t, x) in enumerate(zip(tokens, a)))
-        rows.append(f"<div>{cells} <small>({a[at]:.2f})</small></div>")
+        after = (f" → <code title='the token that follows'>{html.escape(repr(nxt))}</code>"
+                 if nxt is not None else "")
+        rows.append(f"<div>{cells}{after} <small>({a[at]:.2f})</small></div>")
     chips = lambda ts: " ".join(f"<code>{html.escape(repr(t))}</code>" for t in ts)  # noqa: E731
     return (f"<b>L{card.layer}N{card.neuron}</b> — {html.escape(card.description)}<br>{''.join(rows)}"
             f"<p><b>value promotes</b> {chips(card.promotes)}<br><b>value suppresses</b> {chips(card.suppresses)}</p>")

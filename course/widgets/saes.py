@@ -61,12 +61,29 @@ class SuperpositionExplorer(widgets.VBox):
         try:
             v = superposition_view(self.sparsity.value, self.decay.value)
             self.result = v
-            fig = plot_features_2d(v.W[None], [f"p = {self.sparsity.value:.3g}"], v.importance[None])
+            fig = plot_features_2d(v.W[None], [f"p = {self.sparsity.value:.3g}"], v.importance[None], size=3.2,
+                                   legend=True)
             self.status.value = (f"{v.n_represented} of {len(v.norms)} features represented in 2 dimensions, "
-                                 f"{v.n_superposed} in superposition; dimensionality {v.dimensionality}")
+                                 f"{v.n_superposed} in superposition; dimensionality {v.dimensionality}"
+                                 + local_minimum_note(v))
             self.view.children = (figure_output(fig),)
         except Exception as e:
             self.status.value = f"<span style='color:#b00'>⚠ {html.escape(str(e))}</span>"
+
+
+def local_minimum_note(v) -> str:
+    """A sentence when training kept a less important feature and dropped a more important one:
+    gradient descent stopped in a local minimum, not at the best arrangement."""
+    kept = [i for i, n in enumerate(v.norms) if n > 0.5]
+    dropped = [i for i, n in enumerate(v.norms) if n <= 0.5]
+    importance = [float(x) for x in getattr(v, "importance", [])] or [-i for i in range(len(v.norms))]
+    inverted = [(d, k) for d in dropped for k in kept if importance[d] > importance[k]]
+    if not inverted:
+        return ""
+    d, k = inverted[0]
+    return (f". <b>A local minimum</b>: feature {k} is represented while the more important feature {d} is "
+            "dropped; gradient descent from this start did not find the best arrangement (the loss would be lower "
+            "with them swapped)")
 
 
 # -- feature dashboard ----------------------------------------------------------------------------

@@ -33,7 +33,9 @@ def trace_view(model, prompt: str, subject: str, window: int = 1, n_samples: int
     tokens = model.to_tokens(prompt)
     answer = int(model(tokens)[0, -1].argmax())
     noise = subject_noise(model, n_samples, span[1] - span[0], seed)
-    traces = {k: trace_fact(model, tokens, span, answer, noise, k, window) for k in KINDS}
+    # As in ROME, the window restores several layers of MLP or attention outputs; the residual
+    # stream is restored at one layer (restoring it there already carries everything before).
+    traces = {k: trace_fact(model, tokens, span, answer, noise, k, 1 if k == "resid" else window) for k in KINDS}
     first = next(iter(traces.values()))
     return TraceView(model.to_str_tokens(tokens), span, model.to_string(answer), first["clean"], first["corrupt"],
                      {k: t["restored"].tolist() for k, t in traces.items()})

@@ -139,7 +139,10 @@ plt.show()
 
 # %% [markdown]
 # Explore it yourself: the explorer retrains five features in two dimensions for the
-# sparsity and importance decay you choose and redraws the geometry.
+# sparsity and importance decay you choose and redraws the geometry (the legend gives each
+# feature's importance). Training is gradient descent from one random start, so it can stop in
+# a **local minimum**: a less important feature kept while a more important one is dropped. The
+# status line says so when it happens; the best arrangement would have them the other way round.
 
 # %%
 SuperpositionExplorer()
