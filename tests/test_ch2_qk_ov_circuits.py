@@ -217,3 +217,16 @@ def test_effective_embedding_comparison_reads_its_own_tables(m):
              if both["plain"][l, h] * both["effective"][l, h] < 0
              and max(abs(both["plain"][l, h]), abs(both["effective"][l, h])) > 0.2]
     assert both["flips"] == flips
+
+
+
+def test_the_separate_normalisation_verdict_follows_the_correlations(m):
+    from course.chapters.ch2_qk_ov_circuits.findings import guide_verdict, separate_normalisation_guide
+
+    guide = separate_normalisation_guide(m, n_texts=2)
+    assert len(guide["corr"]) == m.cfg.n_heads and guide["min"] == pytest.approx(min(guide["corr"]))
+    text = guide_verdict(guide)
+    weak = [f"H{h}" for h, c in enumerate(guide["corr"]) if c < 0.9]
+    assert ("every head" in text) == (not weak)
+    assert guide_verdict({"corr": [0.95, 0.97], "median": 0.96, "min": 0.95}).endswith("every head of layer 0")
+    assert "rough one for H1" in guide_verdict({"corr": [0.95, 0.3, 0.96], "median": 0.95, "min": 0.3})

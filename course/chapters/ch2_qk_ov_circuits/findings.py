@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from course import circuits
-from course.training.evaluate import held_out_ioi_prompts
+from course.data.ioi_held_out import held_out_ioi_prompts
 
 
 def _held_out_texts(model, n: int = 40, seed: int = 1) -> list[str]:
@@ -100,3 +100,48 @@ def embedding_comparison(model) -> dict:
     later = plain[1:] - effective[1:]
     return {"plain": plain, "effective": effective, "flips": flips,
             "mean_abs_change_later": float(later.abs().mean())}
+
+
+@torch.no_grad()
+def separate_normalisation_guide(model, n_texts: int = 8) -> dict:
+    """How closely layer 0's real attention scores follow the token–token plus position–position
+    tables made from embeddings normalised apart (LN1(W_E), LN1(W_pos)), on held-out text.
+
+    Per layer-0 head, the correlation over every (query, key ≤ query) pair between the real scores,
+    from LN1(W_E[t] + W_pos[i]), and that sum. Returns ``{"corr": [head], "median", "min"}``."""
+    import math
+
+    def ln1(x):
+        return torch.nn.functional.layer_norm(x, (model.cfg.d_model,), model.ln1_w[0], model.ln1_b[0])
+
+    corrs = torch.zeros(model.cfg.n_heads)
+    reals, approxes = [[] for _ in range(model.cfg.n_heads)], [[] for _ in range(model.cfg.n_heads)]
+    for text in _held_out_texts(model, n_texts, seed=3):
+        t = model.to_tokens(text)[0]
+        n = len(t)
+        e, p = model.W_E[t], model.W_pos[:n]
+        keep = torch.ones(n, n, dtype=torch.bool, device=e.device).tril()
+        for h in range(model.cfg.n_heads):
+            def scores(xq, xk):
+                q = xq @ model.W_Q[0, h] + model.b_Q[0, h]
+                k = xk @ model.W_K[0, h] + model.b_K[0, h]
+                return q @ k.T / math.sqrt(model.cfg.d_head)
+            real = scores(ln1(e + p), ln1(e + p))
+            approx = scores(ln1(e), ln1(e)) + scores(ln1(p), ln1(p))
+            reals[h].append(real[keep].cpu())
+            approxes[h].append(approx[keep].cpu())
+    for h in range(model.cfg.n_heads):
+        a, b = torch.cat(reals[h]), torch.cat(approxes[h])
+        corrs[h] = torch.corrcoef(torch.stack([a, b]))[0, 1]
+    return {"corr": corrs.tolist(), "median": float(corrs.median()), "min": float(corrs.min())}
+
+
+def guide_verdict(guide: dict) -> str:
+    """Chapter 2's sentence on :func:`separate_normalisation_guide`."""
+    weak = [f"H{h}" for h, c in enumerate(guide["corr"]) if c < 0.9]
+    text = f"median {guide['median']:.2f}, lowest {guide['min']:.2f}: "
+    if not weak:
+        return text + "a close guide for every head of layer 0"
+    if guide["median"] >= 0.9:
+        return text + f"a close guide for most heads, a rough one for {', '.join(weak)}"
+    return text + "only a rough guide: read the tables as tendencies, not as the scores"

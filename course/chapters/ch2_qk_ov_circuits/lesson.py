@@ -178,7 +178,17 @@ print(f"\nprevious-token head: L{found['layer']}H{found['head']} (score {found['
 # The layer norm sits in between. We handle it the simple way: normalize each embedding
 # row with the layer's `ln1` as if it were the whole residual stream
 # (`torch.nn.functional.layer_norm(rows, (d_model,), model.ln1_w[layer], model.ln1_b[layer])`).
-# For layer 0, where the stream is just the two embeddings, that is a close guide.
+# For layer 0 the stream is just the two embeddings, but normalised *together*: the cell
+# below measures, on held-out text, how closely the real layer-0 scores follow the sum of the
+# token–token and position–position tables built this way.
+
+# %%
+from course.chapters.ch2_qk_ov_circuits.findings import guide_verdict, separate_normalisation_guide
+
+guide = separate_normalisation_guide(model)
+print("layer 0, correlation of the real scores with token-token + position-position, by head:",
+      [round(c, 2) for c in guide["corr"]])
+print(guide_verdict(guide))
 
 # %% tags=["exercise"]
 def token_qk_circuit(model, layer: int, head: int, query_tokens: Tensor, key_tokens: Tensor) -> Tensor:
