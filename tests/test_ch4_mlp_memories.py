@@ -386,3 +386,14 @@ def test_the_same_subject_verdict_follows_the_scores(rome, finetune, moved):
 
     text = same_subject_verdict({"rome": {"same_subject": rome}, "fine-tuning": {"same_subject": finetune}})
     assert f"{rome:.0%} stay right after ROME" in text and ("moves the subject's other facts" in text) == moved
+
+
+@pytest.mark.parametrize("with_kl, words", [(0.6, "keeps more of the subject"), (0.12, "changes little"),
+                                            (0.0, "keeps less of the subject")])
+def test_the_essence_term_verdict_follows_the_scores(with_kl, words):
+    from course.chapters.ch4_mlp_memories.findings import same_subject_verdict
+
+    text = same_subject_verdict({"rome": {"same_subject": 0.1, "efficacy": 1.0},
+                                 "rome + KL": {"same_subject": with_kl, "efficacy": 0.9},
+                                 "fine-tuning": {"same_subject": 0.4}})
+    assert words in text and f"{with_kl:.0%} stay right" in text

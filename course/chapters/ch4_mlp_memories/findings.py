@@ -97,6 +97,9 @@ def recall_location(average) -> dict:
             "moved_by_attention": float(attn[:, end].max()) > 0.5}
 
 
+ESSENCE_KL = 0.0625     # ROME's weight on the essence-preservation KL term
+
+
 def edit_comparison(model, layer: int, C, n_edits: int = 5, seed: int = 0,
                     progress: bool = True) -> dict[str, dict[str, float]]:
     """Mean efficacy, generalization, specificity and same-subject scores of ROME and of
@@ -104,12 +107,13 @@ def edit_comparison(model, layer: int, C, n_edits: int = 5, seed: int = 0,
     progress bar counts the edits when they take more than a second."""
     from tqdm import tqdm
 
-    totals = {"rome": {}, "fine-tuning": {}}
+    totals = {"rome": {}, "rome + KL": {}, "fine-tuning": {}}
     for request in tqdm(edit_requests(model, n_edits, seed=seed), desc="edits", delay=1.0, disable=not progress,
                         leave=False):
         prompts = edit_prompts(model, request)
         before = right_before(model, prompts)
         for name, make in (("rome", lambda: rome_edit(model, layer, request, C)),
+                           ("rome + KL", lambda: rome_edit(model, layer, request, C, kl_weight=ESSENCE_KL)),
                            ("fine-tuning", lambda: finetune_edit(model, layer, request))):
             edit = make().apply(model)
             try:
@@ -129,4 +133,12 @@ def same_subject_verdict(comparison: dict) -> str:
     if kept_r < 0.5 and kept_r < kept_f:
         text += (": ROME's edit moves the subject's other facts with it — it rewrites what the subject's key "
                  "stands for, not only the one fact")
+    if "rome + KL" in comparison:
+        kept_kl = comparison["rome + KL"]["same_subject"]
+        eff_kl, eff = comparison["rome + KL"]["efficacy"], comparison["rome"]["efficacy"]
+        text += (f". With ROME's essence term (KL on \"<subject> is a\", weight {ESSENCE_KL}) {kept_kl:.0%} stay "
+                 f"right (efficacy {eff_kl:.2f} against {eff:.2f} without it)"
+                 + (": the term keeps more of the subject" if kept_kl > kept_r + 0.05 else
+                    ": the term changes little here" if abs(kept_kl - kept_r) <= 0.05 else
+                    ": the term keeps less of the subject here"))
     return text

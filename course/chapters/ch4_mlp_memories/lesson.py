@@ -528,7 +528,11 @@ check.rank_one_update(rank_one_update, hidden=True, quiet=True).require()
 # - **generalization**: the fact in every other phrasing, the held-out one included, and
 #   after openers the model never saw in training;
 # - **specificity**: other countries' facts of the same relation — still right?
-# - and the same country's other relations, which should not move either.
+# - **same subject**: the same country's other relations, which should not move either.
+#
+# ROME's value is found by optimisation; the paper adds an **essence** term, the KL divergence
+# on "<subject> is a" from the unedited model's prediction, so the edit changes the fact and not
+# what the subject is. The table shows ROME without it and with it ("rome + KL").
 #
 # The comparison is fine-tuning the same weights, `W_out[layer]`, on the one sentence
 # until the new answer's probability there passes 0.9. Each edit is undone before the
