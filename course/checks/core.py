@@ -242,6 +242,15 @@ def _tensors_in(args) -> list[Tensor]:
     return out
 
 
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Equal shapes and entries, a NaN counting as equal to a NaN (an input may hold them)."""
+    if a.shape != b.shape:
+        return False
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    return bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
 def _call_watching_inputs(case: Case, fn):
     """``case.call(fn)``, and whether ``fn`` changed one of its tensor arguments in place (which
     would change what the reference sees next, and the student's own variables)."""
@@ -252,8 +261,7 @@ def _call_watching_inputs(case: Case, fn):
     try:
         result = case.call(fn)
     finally:
-        changed = next((i for i, (t, b) in enumerate(zip(tensors, before))
-                        if t.shape != b.shape or not torch.equal(t.detach(), b)), None)
+        changed = next((i for i, (t, b) in enumerate(zip(tensors, before)) if not _same(t.detach(), b)), None)
         for t, b in zip(tensors, before):            # put the inputs back for the reference
             if t.shape == b.shape:
                 with torch.no_grad():

@@ -91,10 +91,12 @@ def ov_positivity(model, embedding=None) -> torch.Tensor:
     return out
 
 
-def embedding_comparison(model) -> dict:
-    """Positivity through ``W_E`` and through the effective embedding (``W_E`` plus layer 0's MLP),
-    for every head; ``flips``: heads of layers 1 and up whose sign differs between the two."""
-    plain, effective = ov_positivity(model), ov_positivity(model, circuits.effective_embedding(model))
+def embedding_comparison(model, plain: torch.Tensor | None = None) -> dict:
+    """Positivity through ``W_E`` (``plain``, when already computed by :func:`ov_positivity`) and
+    through the effective embedding (``W_E`` plus layer 0's MLP), for every head; ``flips``: heads
+    of layers 1 and up whose sign differs between the two."""
+    plain = ov_positivity(model) if plain is None else plain
+    effective = ov_positivity(model, circuits.effective_embedding(model))
     flips = [f"L{l}H{h}" for l in range(1, model.cfg.n_layers) for h in range(model.cfg.n_heads)
              if plain[l, h] * effective[l, h] < 0 and max(abs(plain[l, h]), abs(effective[l, h])) > 0.2]
     later = plain[1:] - effective[1:]

@@ -415,7 +415,7 @@ print(f"largest eigenvalue, both ways: {saving['largest_full']:.3f} vs {saving['
 # %%
 from course.chapters.ch2_qk_ov_circuits.findings import embedding_comparison
 
-both = embedding_comparison(model)
+both = embedding_comparison(model, plain=positivity)      # the viewer's cell computed W_E's
 for layer in range(model.cfg.n_layers):
     print(f"L{layer}: " + "  ".join(f"H{h} {float(both['plain'][layer, h]):+.2f}/{float(both['effective'][layer, h]):+.2f}"
                                     for h in range(model.cfg.n_heads)))

@@ -157,57 +157,25 @@ def _loss_l1_on_topk(sae, x, l1_coeff):
     return (sae.decode(f) - x).pow(2).sum(-1).mean() + l1_coeff * f.abs().sum(-1).mean()
 
 
-def _step_no_normalise(sae, optimizer, x, l1_coeff):
-    with torch.enable_grad():
-        optimizer.zero_grad()
-        f = sae.encode(x)
-        loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
-        if sae.cfg.activation == "relu":
-            loss = loss + l1_coeff * f.abs().sum(-1).mean()
-        loss.backward()
-        sae.remove_parallel_gradient()
-        optimizer.step()
-    return loss.detach(), sae.W_dec.detach().clone()
-
-
-def _step_no_zero_grad(sae, optimizer, x, l1_coeff):
-    with torch.enable_grad():
-        f = sae.encode(x)
-        loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
-        if sae.cfg.activation == "relu":
-            loss = loss + l1_coeff * f.abs().sum(-1).mean()
-        loss.backward()
-        sae.remove_parallel_gradient()
-        optimizer.step()
-        sae.normalize_decoder()
-    return loss.detach(), sae.W_dec.detach().clone()
-
-
-def _step_live_decoder(sae, optimizer, x, l1_coeff):
-    with torch.enable_grad():
-        optimizer.zero_grad()
-        f = sae.encode(x)
-        loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
-        if sae.cfg.activation == "relu":
-            loss = loss + l1_coeff * f.abs().sum(-1).mean()
-        loss.backward()
-        sae.remove_parallel_gradient()
-        optimizer.step()
-        sae.normalize_decoder()
-    return loss.detach(), sae.W_dec.detach()
-
-
-def _step_no_parallel_removal(sae, optimizer, x, l1_coeff):
-    with torch.enable_grad():
-        optimizer.zero_grad()
-        f = sae.encode(x)
-        loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
-        if sae.cfg.activation == "relu":
-            loss = loss + l1_coeff * f.abs().sum(-1).mean()
-        loss.backward()
-        optimizer.step()
-        sae.normalize_decoder()
-    return loss.detach(), sae.W_dec.detach().clone()
+def _step_variant(zero_grad: bool = True, remove_parallel: bool = True, normalise: bool = True,
+                  copy: bool = True):
+    """A training step with one of its parts switched off (each a typical mistake)."""
+    def step(sae, optimizer, x, l1_coeff):
+        with torch.enable_grad():
+            if zero_grad:
+                optimizer.zero_grad()
+            f = sae.encode(x)
+            loss = (sae.decode(f) - x).pow(2).sum(-1).mean()
+            if sae.cfg.activation == "relu":
+                loss = loss + l1_coeff * f.abs().sum(-1).mean()
+            loss.backward()
+            if remove_parallel:
+                sae.remove_parallel_gradient()
+            optimizer.step()
+            if normalise:
+                sae.normalize_decoder()
+        return loss.detach(), sae.W_dec.detach().clone() if copy else sae.W_dec.detach()
+    return step
 
 
 def _dim_no_clamp(W):
@@ -249,13 +217,17 @@ EXERCISES = {ex.name: ex for ex in [
         (_loss_l1_mean_over_entries, "the L1 term was averaged over every feature too; like the squared error, "
                                      "sum it over the features and average over the tokens.")]),
     Exercise(CHAPTER, "training_step", _step_cases, atol=1e-5, rtol=1e-4, causes=[
-        (_step_no_normalise, "the decoder rows were not put back to unit norm after the step (sae.normalize_decoder())."),
-        (_step_no_zero_grad, "the gradients were never zeroed: each step adds its gradient to the last one's "
-                             "(optimizer.zero_grad() before backward())."),
-        (_step_live_decoder, "the decoder you return is the live parameter, which the next step changes: "
-                             "return a copy (sae.W_dec.detach().clone())."),
-        (_step_no_parallel_removal, "the gradient's part along each decoder row was not removed before the step "
-                                    "(sae.remove_parallel_gradient()).")]),
+        (_step_variant(normalise=False),
+         "the decoder rows were not put back to unit norm after the step (sae.normalize_decoder())."),
+        (_step_variant(zero_grad=False),
+         "the gradients were never zeroed: each step adds its gradient to the last one's "
+         "(optimizer.zero_grad() before backward())."),
+        (_step_variant(copy=False),
+         "the decoder you return is the live parameter, which the next step changes: "
+         "return a copy (sae.W_dec.detach().clone())."),
+        (_step_variant(remove_parallel=False),
+         "the gradient's part along each decoder row was not removed before the step "
+         "(sae.remove_parallel_gradient()).")]),
     Exercise(CHAPTER, "spliced_loss", _splice_cases, atol=1e-4, rtol=1e-4, causes=[
         (_splice_zero, "you zeroed the activation; replace it with the SAE's reconstruction, sae(x)."),
         (_splice_clean, "that is the clean model's loss: the hook on sae.cfg.hook_name must return sae(x).")]),
