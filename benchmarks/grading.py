@@ -35,7 +35,7 @@ ASSIGNMENT = "ch1_residual_stream"
 def class_of(n: int, root: Path) -> Path:
     course_dir = root / "autograder"
     shutil.copytree(ROOT / "autograder", course_dir, ignore=shutil.ignore_patterns(
-        "release", "submitted", "autograded", "feedback", "exchange", "gradebook.db", "grades.csv", "grading_report.json"))
+        "release", "submitted", "autograded", "feedback", "exchange", "gradebook.db", "grades.csv", "grading"))
     r = runner.nbgrader(course_dir, ["generate_assignment", ASSIGNMENT, "--force"])
     assert r.returncode == 0, r.stderr
     release = course_dir / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"

@@ -124,6 +124,26 @@ def attribution_patch_heads(model, corrupt: Tensor, clean_cache, metric: Callabl
     return torch.stack([((clean_cache[n] - cache[n]) * cache[n + "_grad"]).sum((0, 1, 3)) for n in names])
 
 
+def path_patched_input(clean_resid_pre: Tensor, sender_change: Tensor, model, layer: int, head: int,
+                       which: str) -> Tensor:
+    """Head ``(layer, head)``'s query, key or value when the senders' change reaches it and nothing else does.
+
+    clean_resid_pre: [batch, pos, d_model], the clean stream entering ``layer``.
+    sender_change: [batch, pos, d_model], the senders' corrupted output minus their clean output.
+    which: "q", "k" or "v". Returns [batch, pos, d_head]: ln1 (centre, divide by the patched
+    stream's own standard deviation with eps = model.hf.config.layer_norm_epsilon, then
+    model.ln1_w[layer] and model.ln1_b[layer]) of the patched stream, times W_Q, W_K or W_V of
+    that head, plus its bias (b_Q, b_K or b_V).
+    """
+    resid = clean_resid_pre + sender_change
+    centred = resid - resid.mean(-1, keepdim=True)
+    x = centred / (centred.pow(2).mean(-1, keepdim=True) + model.hf.config.layer_norm_epsilon).sqrt()
+    x = x * model.ln1_w[layer] + model.ln1_b[layer]
+    W = {"q": model.W_Q, "k": model.W_K, "v": model.W_V}[which][layer, head]
+    b = {"q": model.b_Q, "k": model.b_K, "v": model.b_V}[which][layer, head]
+    return x @ W + b
+
+
 def attention_to_s2(patterns: list[Tensor], end_pos: Tensor, s2_pos: Tensor) -> Tensor:
     """Mean attention from each prompt's last token to its S2 position, for every head.
 

@@ -159,7 +159,7 @@ def corpus(course_dir: Path) -> list[Entry]:
         Entry("correct", FULL, ("passed the hidden tests",), _with()),
         Entry("wrong_answer", FULL - 2, ("logit_lens on hidden input",), _with(logit_lens=WRONG_LENS)),
         Entry("stub", 0.0, ("NotImplementedError",), lambda r, s, f: _write(sub.edit(r, lambda nb: None), f)),
-        Entry("visible_only", FULL - 1 - 2, ("layer_norm on hidden input",), _with(layer_norm=VISIBLE_ONLY_LAYER_NORM)),
+        Entry("visible_only", FULL - 1 - 2, ("layer_norm on hidden input", "It calls your layer_norm, which failed its own tests"), _with(layer_norm=VISIBLE_ONLY_LAYER_NORM)),
         Entry("infinite_loop", FULL - 1 - 2, ("longer than",), _with(mlp_layer=INFINITE_MLP)),
         Entry("memory_hog", FULL - 1, ("residual_components",), _with(residual_components=MEMORY_HOG)),
         Entry("print_flood", FULL, ("passed the hidden tests",),

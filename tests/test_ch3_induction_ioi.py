@@ -348,15 +348,32 @@ def test_finding_attribution_patching_agrees_on_heads_and_fails_most_on_the_stre
 
 @pytest.mark.usefixtures("grad_off")
 def test_finding_path_patching_sweep_matches_single_path_patches(m, data, group):
+    from course.chapters.ch3_induction_ioi.findings import NULL_PATH, path_patching_report
+
     sub = subset(data, group["rows"])
     assert len(sub) == int(group["rows"].sum()) and torch.equal(sub.clean, data.clean[group["rows"]])
-    paths = path_patching_sweep(m, data, "L3H4", rows=group["rows"])
-    assert paths["removed"]["q"].shape == (m.cfg.n_layers, m.cfg.n_heads)
-    assert paths["removed"]["q"][3:].abs().max() == 0            # only earlier layers send
+    paths = path_patching_sweep(m, data, ["L3H4", "L2H0"], rows=group["rows"])
+    best = max(v for t in paths["totals"].values() for v in t.values())
+    assert paths["totals"][paths["receiver"]][paths["input"]] == best          # the receiver with most to show
+    layer, head = int(paths["receiver"][1]), int(paths["receiver"][3])
+    assert paths["senders"][0] == "embed" and f"mlp{layer - 1}" in paths["senders"]
+    assert not any(s.startswith((f"L{layer}", f"mlp{layer}")) for s in paths["senders"])   # only from below
     from course.circuits.ioi import runs
     r = runs(m, sub)
-    want = r.removed(path_patch(m, sub.clean, r.clean_cache, r.abc_cache, [(1, 2)], [(3, 4)], "v"))
-    assert float(paths["removed"]["v"][1, 2]) == pytest.approx(want, abs=1e-5)
+    for i, sender in [(0, "embed"), (paths["senders"].index("mlp0"), "mlp0")]:
+        want = r.removed(path_patch(m, sub.clean, r.clean_cache, r.abc_cache, [sender], [(layer, head)], "v"))
+        assert float(paths["removed"]["v"][i]) == pytest.approx(want, abs=1e-5)
+    lines = path_patching_report(paths)
+    assert paths["receiver"] in lines[1]
+    for x, line in zip("qkv", lines[2:]):
+        together = paths["totals"][paths["receiver"]][x]
+        assert ("does not reach" in line) == (together < NULL_PATH), line
+        assert f"{together:.2f}" in line
+        if together >= NULL_PATH:
+            assert paths["top"][x][0] in line
+    t = paths["totals"][paths["receiver"]]
+    assert any("attends where it did" in line for line in lines) == (
+        t["q"] < NULL_PATH and t["k"] < NULL_PATH and t["v"] >= NULL_PATH)
 
 
 def test_finding_circuit_classes_and_comparison_read_the_report(m, report):

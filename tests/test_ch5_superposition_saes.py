@@ -75,6 +75,10 @@ def test_sae_lens_loads_the_shipped_sae_with_the_same_encodings(m, sae, text):
     from course.saes import SHIPPED
 
     theirs = sae_lens.SAE.load_from_disk(str(SHIPPED))
+    # every field a user of the field's tools needs, read back as SAE Lens reads it
+    meta = theirs.cfg.metadata
+    assert (meta.hook_name, meta.model_name, meta.context_size) == ("blocks.1.hook_resid_post", "course-gpt2", 64)
+    assert theirs.cfg.architecture() == "topk" and meta.prepend_bos is True
     x = read_sites(m, text.tokens[:4], [sae.cfg.hook_name])[sae.cfg.hook_name].flatten(0, 1)
     torch.testing.assert_close(theirs.encode(x), sae.encode(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(theirs.decode(theirs.encode(x)), sae(x), atol=1e-4, rtol=1e-4)

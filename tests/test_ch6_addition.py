@@ -252,9 +252,13 @@ def test_addition_view_matches_generation_and_attention(m):
     torch.testing.assert_close(v.attention[0], cache["pattern", 0][0, :, q, b.operand_pos])
     with pytest.raises(ValueError, match="two-digit"):
         addition_view(m, 5, 59)
+    tens = addition_view(m, 36, 59, target="tens")
+    torch.testing.assert_close(tens.attention[0], cache["pattern", 0][0, :, int(b.tens_pos[0]) - 1, b.operand_pos])
     w = AdditionExplorer(m, 36, 59)
     w.a.value = 12
     assert w.view.a == 12 and "12 + 59" in w.out.children[0].value
+    w.target.value = "tens"
+    assert w.view.target == "tens" and "tens digit" in w.out.children[0].value
     w.a.max = 200
     w.a.value = 150
     assert "two-digit" in w.status.value
@@ -407,6 +411,25 @@ def test_finding_switching_the_carry_off_breaks_exactly_the_carry_sums(switch):
     assert found["clean"][1] - found["on"][1] >= 0.5 and found["clean"][0] - found["on"][0] <= 0.05, found
     for g in found["groups"]:                             # every answer length on its own, too
         assert g["clean"][1] - g["off"][1] <= 0.05 and g["clean"][0] - g["off"][0] >= 0.5, g
+
+
+def test_finding_carry_writers_split_the_gap_exactly_and_the_line_names_the_top_writer(m, switch):
+    from course.chapters.ch6_addition.findings import carry_writers, carry_writers_line
+
+    found, _, test = switch
+    for g in found["groups"]:
+        w = carry_writers(m, test, g)
+        assert sum(w["shares"].values()) == pytest.approx(1.0, abs=1e-4)
+        # the shares are of the stream's own gap along the direction (biases write the same everywhere)
+        rows = test.select(test.answer_mask.sum(1) == g["digits"])
+        _, cache = m.run_with_cache(rows.tokens, names_filter=g["hook"])
+        x = cache[g["hook"]][torch.arange(len(rows.prompts)), rows.tens_pos - 1]
+        proj = x @ (g["direction"] / g["direction"].norm())
+        carry = rows.carry.bool()
+        assert w["gap"] == pytest.approx(float(proj[carry].mean() - proj[~carry].mean()), rel=1e-3)
+        line = carry_writers_line(w)
+        assert w["top"] in line and max(abs(v) for v in w["shares"].values()) == pytest.approx(abs(w["top_share"]))
+        assert ("moves most of the carry" in line) == (w["top_share"] >= 0.5)
 
 
 def test_finding_switching_the_carry_off_is_selective_and_the_controls_are_not(m, switch):

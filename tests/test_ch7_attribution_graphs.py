@@ -306,3 +306,36 @@ def test_a_forgotten_enable_grad_is_explained_at_the_students_line():
 def test_a_wrong_scalar_is_told_as_a_number():
     msg = check.suppression_effect(lambda *a: ref.suppression_effect(*a) + 1.0, quiet=True).message
     assert "you gave" in msg and "At []" not in msg and "entries" not in msg
+
+
+def test_sae_lens_loads_the_shipped_transcoders_with_their_sites_and_encodings(m, tcs):
+    sae_lens = pytest.importorskip("sae_lens")
+    from course.attribution.transcoders import SHIPPED
+    from course.saes import register_with_sae_lens
+
+    with pytest.raises(Exception):    # unknown to SAE Lens until registered: never a silent ReLU transcoder
+        sae_lens.SAE.load_from_disk(str(SHIPPED / "layer_0"))
+    register_with_sae_lens()
+    register_with_sae_lens()          # idempotent
+    tokens = text_stream(m, n_rows=2, row_len=16, seed=5).tokens
+    for layer, ours in enumerate(tcs):
+        theirs = sae_lens.SAE.load_from_disk(str(SHIPPED / f"layer_{layer}"))
+        meta = theirs.cfg.metadata
+        assert (meta.hook_name, meta.hook_name_out) == (input_site(layer), output_site(layer))
+        assert (meta.model_name, meta.context_size, theirs.cfg.architecture()) == ("course-gpt2", 64, "topk_transcoder")
+        x = read_sites(m, tokens, [input_site(layer)])[input_site(layer)].flatten(0, 1)
+        torch.testing.assert_close(theirs.encode(x), ours.encode(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(theirs.decode(theirs.encode(x)), ours(x), atol=1e-4, rtol=1e-4)
+
+
+def test_finding_promoted_digits_are_the_decoder_row_through_the_unembedding(m, tcs):
+    from course.chapters.ch7_attribution_graphs.findings import feature_reading, promoted_digits
+
+    got = promoted_digits(m, tcs, 3, 5)
+    ids = [m.to_single_token(str(d)) for d in range(10)]
+    want = (tcs[3].W_dec[5] * m.ln_final_w) @ m.W_U[:, ids]
+    want = want - want.mean()
+    assert [d for d, _ in got] == [str(int(i)) for i in want.argsort(descending=True)]
+    assert got[0][1] == pytest.approx(float(want.max()), abs=1e-5) and sum(v for _, v in got) == pytest.approx(0, abs=1e-4)
+    assert "the answer's digit '5' is one of them" in feature_reading([("6", 1.5), ("5", 1.4), ("1", 0.0)], "5")
+    assert "one of them" not in feature_reading([("6", 1.5), ("7", 1.4), ("5", 0.0)], "5")

@@ -15,11 +15,11 @@ from course.grading import runner
 from tests.grading_corpus import ASSIGNMENT, corpus
 
 
-def fresh_course_dir(tmp: Path) -> Path:
+def fresh_course_dir(tmp: Path, assignment: str = ASSIGNMENT) -> Path:
     course_dir = tmp / "autograder"
     shutil.copytree(ROOT / "autograder", course_dir, ignore=shutil.ignore_patterns(
-        "release", "submitted", "autograded", "feedback", "exchange", "gradebook.db", "grades.csv", "grading_report.json"))
-    r = runner.nbgrader(course_dir, ["generate_assignment", ASSIGNMENT, "--force"])
+        "release", "submitted", "autograded", "feedback", "exchange", "gradebook.db", "grades.csv", "grading"))
+    r = runner.nbgrader(course_dir, ["generate_assignment", assignment, "--force"])
     assert r.returncode == 0, r.stderr[-1500:]
     return course_dir
 
@@ -62,8 +62,11 @@ def test_the_batch_finished_and_nothing_was_tampered_with(graded):
     assert set(results) == {e.student for e in entries}
     victim = course_dir / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert victim.read_text() == victim_before                     # another student's file
-    report = json.loads((course_dir / "grading_report.json").read_text())
-    assert all(r["score"] <= r["max_score"] == 14.0 for r in report)   # no score above the maximum
+    record = json.loads((course_dir / "grading" / ASSIGNMENT / "record.json").read_text())
+    assert set(record) == set(results)
+    assert all(r["score"] <= r["max_score"] == 14.0 for r in record.values())   # no score above the maximum
+    log = (course_dir / "grading" / ASSIGNMENT / "grading.log").read_text()
+    assert f"[{len(results)}/{len(results)}]" in log and "left" in log         # written as each student finished
 
 
 def test_originals_are_kept_and_output_is_limited(graded):
@@ -85,6 +88,40 @@ def test_feedback_html_is_offline_and_hides_hidden_tests(graded):
     external = re.findall(r'(?:src|href)\s*=\s*["\']\s*(?:https?:)?//[^"\']*', html)
     assert not external, external                                   # loads nothing from outside the file
     assert "cdnjs" not in html and "unpkg" not in html
+
+
+def test_a_timeout_reads_as_words_in_the_feedback(graded):
+    from course.grading.feedback import TIMEOUT_WORDS
+
+    course_dir, _, _, _ = graded
+    html = (course_dir / "feedback" / "infinite_loop" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert TIMEOUT_WORDS.split(":")[0] in html and "KeyboardInterrupt" not in html
+
+
+def test_the_record_has_per_exercise_statistics_with_named_mistakes(graded):
+    course_dir, entries, results, _ = graded
+    summary = (course_dir / "grading" / ASSIGNMENT / "summary.md").read_text()
+    assert f"{len(entries)} students graded" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| logit_lens |"))
+    passed = sum(r.exercises["logit_lens"].startswith("✓") for r in results.values())
+    assert f"{passed}/{len(entries)}" in row
+
+
+def test_lms_export_has_a_row_per_student_and_marks_missing_work(graded, tmp_path):
+    from nbgrader.api import Gradebook
+
+    from course.grading import lms
+
+    course_dir, entries, results, _ = graded
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:     # a roster student who sent nothing
+        gb.update_or_create_student("absent", first_name="Ada", last_name="Absent", lms_user_id="lms-42")
+    assert runner.main(["export", "--course-dir", str(course_dir), "--to", str(tmp_path / "lms.csv")]) == 0
+    rows = {r["student_id"]: r for r in csv.DictReader(open(tmp_path / "lms.csv"))}
+    assert rows["absent"][ASSIGNMENT] == lms.MISSING and rows["absent"]["lms_user_id"] == "lms-42"
+    for e in entries:
+        assert float(rows[e.student][ASSIGNMENT]) == pytest.approx(e.expected), e.student
+        assert rows[e.student][f"{ASSIGNMENT} submitted"], "a timestamp, or says there is none"
+    assert runner.main(["export", "--course-dir", str(tmp_path / "nowhere"), "--to", str(tmp_path / "x.csv")]) == 2
 
 
 def test_only_what_grades_runs(graded):
@@ -137,3 +174,22 @@ def test_nbgrader_worker_reports_failures_and_keeps_going(tmp_path):
         assert worker.proc is not None and worker.proc.poll() is None
     finally:
         worker.close()
+
+
+def test_a_regrade_rebuilds_that_students_feedback_and_keeps_the_others(graded):
+    """Runs last: it changes the class. The student who sent the stub sends the solution."""
+    from course.grading import submissions as sub
+
+    course_dir, entries, results, _ = graded
+    release = course_dir / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    source = course_dir / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    folder = course_dir / "submitted" / "stub" / ASSIGNMENT
+    import nbformat
+    nbformat.write(sub.solved(release, source), folder / f"{ASSIGNMENT}.ipynb")
+    assert runner.main(["autograde", ASSIGNMENT, "--course-dir", str(course_dir), "--student", "nobody"]) == 2
+    (again,) = runner.autograde(course_dir, ASSIGNMENT, students=["stub"], cell_timeout=20, memory_gib=3.0)
+    assert again.score == pytest.approx(14.0)
+    html = (course_dir / "feedback" / "stub" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "14.0 / 14.0" in html or "14 / 14" in html, "the page shows the new score"
+    record = json.loads((course_dir / "grading" / ASSIGNMENT / "record.json").read_text())
+    assert record["stub"]["score"] == pytest.approx(14.0) and set(record) == {e.student for e in entries}

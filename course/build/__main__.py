@@ -93,6 +93,9 @@ def main(argv=None) -> int:
     from course.build import model_facts   # the README's and the book's sentences about the model
     for page in model_facts.update(check=args.check):
         stale.append(page.relative_to(ROOT))
+    from course.build import hosting      # the README's install block and Colab links
+    for page in hosting.update(check=args.check):
+        stale.append(page.relative_to(ROOT))
     for src in sources:
         chapter = read_chapter(src)
         for path, text in render_all(chapter).items():

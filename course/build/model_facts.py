@@ -113,13 +113,13 @@ def book_block(f: dict) -> str:
 PAGES = {ROOT / "README.md": readme_block, ROOT / "book" / "intro.md": book_block}
 
 
-def render(text: str, block: str, page: Path) -> str:
-    """``text`` with the block between the markers replaced by ``block``."""
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise MissingMarkers(f"{page}: put the two lines {START!r} and {END!r} where the model's facts go.")
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+def render(text: str, block: str, page: Path, start: str = START, end: str = END) -> str:
+    """``text`` with the block between the markers ``start`` and ``end`` replaced by ``block``."""
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise MissingMarkers(f"{page}: put the two lines {start!r} and {end!r} where the generated block goes.")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{block}\n{end}{tail}"
 
 
 def update(check: bool = False, model_dir: Path = MODEL) -> list[Path]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from course.build.source import Chapter, Cell
+from course.build.source import ANSWER_STUB, Chapter, Cell
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -46,17 +46,27 @@ def reference_module(chapter: Chapter) -> str:
     for cell in chapter.cells:
         if cell.kind == "module":
             parts.append(cell.source)
+        elif cell.kind == "exercise" and cell.metadata.get("reuse"):
+            parts.append(f"from solutions.{cell.metadata['reuse']} import {cell.name}  # the chapter's own reference")
         elif cell.kind == "exercise":
             parts.append(cell.without_markers())
     return "\n\n\n".join(parts) + "\n"
 
 
-def _lesson(chapter: Chapter, exercise_code, exercise_tags: list[str], tags: dict[str, list[str]]) -> str:
-    """A notebook of the chapter's text and code (no graded test cells), exercises as ``exercise_code``."""
-    cells = []
+def _lesson(chapter: Chapter, exercise_code, exercise_tags: list[str], tags: dict[str, list[str]],
+            first: list | None = None, worked: bool = True) -> str:
+    """A notebook of the chapter's text and code (no graded test cells), exercises as ``exercise_code``,
+    after the cells ``first``; work and answer cells with their worked example, or blank (``worked``)."""
+    cells = list(first or [])
     for c in chapter.cells:
         if c.kind == "markdown":
             cells.append(_md(c.source))
+        elif c.kind == "answer":
+            cells.append(_md(_worked_answer(c.source) if worked and "hide-input" in exercise_tags else
+                             c.source if worked else ANSWER_STUB))
+        elif c.kind == "work":
+            cells.append(_code(c.without_markers() if worked else c.work_stub(),
+                               **({"tags": ["hide-input"]} if "hide-input" in exercise_tags else {})))
         elif c.kind == "exercise":
             cells.append(_code(exercise_code(c), tags=exercise_tags))
         elif c.kind != "tests":
@@ -64,8 +74,17 @@ def _lesson(chapter: Chapter, exercise_code, exercise_tags: list[str], tags: dic
     return _notebook(chapter, cells)
 
 
+def _worked_answer(text: str) -> str:
+    """An answer's worked example on a book page: folded, so a reader writes their own first."""
+    return f"```{{dropdown}} A worked example\n{text}\n```"
+
+
 def student_notebook(chapter: Chapter) -> str:
-    return _lesson(chapter, Cell.stub, ["exercise"], {})
+    """Stubs for the exercises, blanks for work and answers; first, a cell that installs the course
+    where it is missing (Colab)."""
+    from course.build.hosting import install_cell
+
+    return _lesson(chapter, Cell.stub, ["exercise"], {}, first=[_code(install_cell(), tags=["setup"])], worked=False)
 
 
 def solved_notebook(chapter: Chapter) -> str:
@@ -74,7 +93,10 @@ def solved_notebook(chapter: Chapter) -> str:
 
 def book_page(chapter: Chapter) -> str:
     """The solved notebook as a lesson: solutions folded (hide-input), checks' code hidden."""
-    return _lesson(chapter, Cell.without_markers, ["hide-input"], {"check": ["hide-input"], "setup": ["hide-input"]})
+    from course.build.hosting import colab_badge
+
+    return _lesson(chapter, Cell.without_markers, ["hide-input"], {"check": ["hide-input"], "setup": ["hide-input"]},
+                   first=[_md(f"{colab_badge(chapter.slug)} (the student notebook, with its exercises to fill in)")])
 
 
 def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, points=None, kind=None) -> dict:
@@ -94,6 +116,12 @@ def autograder_notebook(chapter: Chapter) -> str:
     for i, c in enumerate(chapter.cells):
         if c.kind == "markdown":
             cells.append(_md(c.source, **_nbgrader(f"text-{i:03d}", locked=True)))
+        elif c.kind == "answer":
+            # graded by hand in the formgrader; nbgrader releases it blank ("YOUR ANSWER HERE")
+            cells.append(_md(c.source, **_nbgrader(c.name, solution=True, grade=True, points=c.points, kind="answer")))
+        elif c.kind == "work":
+            # the student's own code: no nbgrader metadata, so it is editable and never graded
+            cells.append(_code(c.work_stub()))
         elif c.kind == "exercise":
             cells.append(_code(c.source, **_nbgrader(c.name, solution=True, kind="exercise")))
         elif c.kind == "tests":

@@ -148,7 +148,24 @@ def _fmt_index(idx: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, idx)) + "]"
 
 
-def compare(got, want, atol: float, rtol: float) -> str | None:
+def return_names(fn) -> tuple[str, ...] | None:
+    """The names a function returns as a tuple (``return loss, fvu`` -> ("loss", "fvu")), where its
+    source says so plainly; else None. Lets a message say "fvu" where it would say "item 1"."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    found = {tuple(e.id for e in node.value.elts) for node in ast.walk(tree)
+             if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple)
+             and all(isinstance(e, ast.Name) for e in node.value.elts)}
+    return found.pop() if len(found) == 1 else None
+
+
+def compare(got, want, atol: float, rtol: float, names: tuple[str, ...] | None = None) -> str | None:
     """None when ``got`` matches ``want``; else one or two sentences saying how it differs."""
     if isinstance(want, Tensor):
         if not isinstance(got, Tensor):
@@ -187,7 +204,8 @@ def compare(got, want, atol: float, rtol: float) -> str | None:
         for i, (g, w) in enumerate(zip(got, want)):
             why = compare(g, w, atol, rtol)
             if why:
-                return f"item {i}: {why}"
+                named = names is not None and len(names) == len(want)
+                return f"`{names[i]}` (returned value {i + 1} of {len(want)}): {why}" if named else f"item {i}: {why}"
         return None
     if isinstance(want, float):
         return None if abs(float(got) - want) <= atol + rtol * abs(want) else f"you gave {got}, expected {want:.4g}."
@@ -351,7 +369,7 @@ def check(ex: Exercise, fn: Callable, hidden: bool = False, quiet: bool = False,
                 got, want = ex.canonical(got), ex.canonical(want)
             except Exception as e:
                 return done("fail", f"✗ {name} on {case.label}: your result has the wrong form ({e}).")
-        why = compare(got, want, *tol)
+        why = compare(got, want, *tol, names=return_names(ref) if ref is not None else None)
         if why:
             cause = _likely_cause(ex, got, case)
             if cause is None:          # no listed mistake: say how the answer relates to the right one

@@ -135,7 +135,8 @@ class Runs:
         return 1.0 - float(normalized(self.ld(logits), self.ld_clean, self.ld_abc))
 
 
-_CACHED = ("attn.hook_z", "attn.hook_pattern", "hook_resid_pre", "ln_final.hook_scale")
+_CACHED = ("attn.hook_z", "attn.hook_pattern", "hook_resid_pre", "ln_final.hook_scale", "hook_mlp_out",
+           "hook_embed", "hook_pos_embed")
 
 
 @torch.no_grad()

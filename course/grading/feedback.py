@@ -11,12 +11,30 @@ from __future__ import annotations
 from nbconvert.preprocessors import Preprocessor
 
 
+# How a cell stopped by the per-cell time limit shows up (nbgrader interrupts the kernel).
+TIMEOUTS = ("KeyboardInterrupt", "CellTimeoutError", "TimeoutError")
+TIMEOUT_WORDS = ("Stopped: this cell ran longer than the time each cell is given when grading, and scores "
+                 "zero. Look for a loop that never ends, or work that grows far faster than the input; "
+                 "the exercises after it were still graded.")
+
+
+def plain_error(ename: str, evalue: str) -> str:
+    """One line a student can act on, for an error shown in a graded cell."""
+    if ename in TIMEOUTS:
+        return TIMEOUT_WORDS
+    return f"{ename}: {evalue}"
+
+
 class PlainErrors(Preprocessor):
     enabled = True   # nbconvert preprocessors are off unless enabled
 
     def preprocess_cell(self, cell, resources, index):
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "error":
-                    out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error":
+                continue
+            if meta.get("grade"):
+                out["traceback"] = [plain_error(out.get("ename", "Error"), out.get("evalue", ""))]
+            elif out.get("ename") in TIMEOUTS:     # an answer cell stopped by the limit: say so in words too
+                out["traceback"] = [TIMEOUT_WORDS]
         return cell, resources

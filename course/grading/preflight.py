@@ -136,3 +136,18 @@ def neutralize(notebook: Path, grade_id_: str) -> str:
     nbformat.write(nb, notebook)
     return (f"the cell '{grade_id_}' ended the Python process; it was not run, and the cells after it "
             f"were not graded either (as in your notebook, where nothing after it could run).")
+
+
+def calls_between_answers(notebook: Path, exercises: list[str]) -> dict[str, list[str]]:
+    """For each exercise, the other exercises its answer cell calls by name (a chapter's
+    ``forward_from_weights`` calls the student's own ``layer_norm``), so that feedback can say
+    when an exercise failed because one it builds on did."""
+    import re
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception:
+        return {}
+    sources = {grade_id(c): c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    return {ex: [other for other in exercises if other != ex and re.search(rf"\b{re.escape(other)}\s*\(", src)]
+            for ex, src in sources.items() if ex in exercises}

@@ -16,8 +16,9 @@ For each student (several at a time with ``--workers``):
 Then, one student at a time in the gradebook, a graded cell whose exercise failed the
 re-check is set to zero, with the reason as a comment the student sees in the
 feedback. A student whose grading failed altogether gets zero and a note; the batch
-always finishes. ``grading_report.json`` and ``grades.csv`` are written in the course
-directory.
+always finishes. The gradebook, ``grades.csv``, the graded students' feedback (rebuilt on a
+regrade) and, under ``grading/<assignment>/``, a log written as it goes and a cumulative record
+with per-exercise statistics (:mod:`course.grading.record`) are written in the course directory.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import course
-from course.grading import nbgrader_service, preflight, verify
+from course.grading import nbgrader_service, preflight, record, verify
 
 KERNEL = "inside-gpt2-sandbox"
 BIN = Path(sys.executable).parent
@@ -90,7 +91,7 @@ def nbgrader(course_dir: Path, args: list[str], jupyter_path: Path | None = None
 
 
 def _autograde_one(worker: nbgrader_service.Worker, course_dir, assignment, student, cell_timeout, source_nb,
-                   release_nb, hide, references, memory_gib) -> StudentResult:
+                   release_nb, hide, references, memory_gib, submission_timeout: float) -> StudentResult:
     start = time.monotonic()
     result = StudentResult(student)
     sub = course_dir / "submitted" / student / assignment
@@ -103,18 +104,30 @@ def _autograde_one(worker: nbgrader_service.Worker, course_dir, assignment, stud
         # finds a cell that ends the Python process (which stops nbgrader's kernel, and with it
         # the grading of everything before that cell), replace that cell and grade again.
         notebook = sub / f"{assignment}.ipynb"
-        budget = cell_timeout * 60 + 600
+        # A notebook whose every exercise loops forever would cost a cell timeout each; the
+        # submission as a whole gets at most ``submission_timeout`` seconds.
+        budget = submission_timeout
         with ThreadPoolExecutor(max_workers=1) as side:
             pending = side.submit(verify.verify, assignment, source_nb, notebook, hide, references,
                                   cell_seconds=cell_timeout, call_seconds=cell_timeout, memory_gib=memory_gib)
             ok, log = worker.autograde(assignment, student, timeout=budget)
             recheck = pending.result()
+        failed = {v.exercise for v in recheck.verdicts if not v.passed}
+        calls = preflight.calls_between_answers(notebook, [v.exercise for v in recheck.verdicts])
         for v in recheck.verdicts:
             result.exercises[v.exercise] = ("✓ " if v.passed else "✗ ") + v.message
+            upstream = [u for u in calls.get(v.exercise, []) if u in failed]
+            if not v.passed and upstream:
+                result.exercises[v.exercise] += (
+                    f"\n  It calls your {', '.join(upstream)}, which failed {'its' if len(upstream) == 1 else 'their'} "
+                    f"own tests: fixing {'that' if len(upstream) == 1 else 'those'} may fix this one too.")
         if recheck.process_ender:
             result.notes.append(preflight.neutralize(notebook, recheck.process_ender))
             ok, log = worker.autograde(assignment, student, timeout=budget)
-        if not ok:
+        if not ok and log.startswith("nbgrader did not answer within"):
+            result.error = (f"the notebook ran longer than the {submission_timeout:.0f} s allowed for a whole "
+                            f"submission (each cell may run {cell_timeout} s); look for loops that never end")
+        elif not ok:
             tail = log.strip().splitlines()[-1:] or ["no output"]
             result.error = f"nbgrader could not grade the notebook ({tail[0][:200]})"
     result.seconds = time.monotonic() - start
@@ -156,8 +169,18 @@ def _record(course_dir: Path, assignment: str, results: list[StudentResult]) -> 
 
 
 def autograde(course_dir: Path, assignment: str, workers: int = 1, cell_timeout: int = 120,
-              students: list[str] | None = None, memory_gib: float = 6.0, also_hide: list[Path] = ()) -> list[StudentResult]:
+              students: list[str] | None = None, memory_gib: float = 6.0, also_hide: list[Path] = (),
+              submission_timeout: float | None = None, feedback: bool = True,
+              progress=print) -> list[StudentResult]:
+    """Grade ``students`` (default: every submission of ``assignment``); returns their results.
+
+    Writes, in ``course_dir``: the gradebook (nbgrader's), ``grades.csv``, each graded student's
+    feedback (rebuilt, also after a regrade, unless ``feedback=False``), and under
+    ``grading/<assignment>/`` a log written as each student finishes and the cumulative record
+    (:mod:`course.grading.record`). ``progress`` receives one line per finished student.
+    """
     course_dir = Path(course_dir).resolve()
+    submission_timeout = submission_timeout or max(600, 4 * cell_timeout)
     source_nb = course_dir / "source" / assignment / f"{assignment}.ipynb"
     release_nb = course_dir / "release" / assignment / f"{assignment}.ipynb"
     if not source_nb.exists():
@@ -167,7 +190,12 @@ def autograde(course_dir: Path, assignment: str, workers: int = 1, cell_timeout:
         if r.returncode != 0:
             raise RuntimeError(f"nbgrader generate_assignment failed: {r.stderr[-500:]}")
     submitted = course_dir / "submitted"
-    students = students or sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+    present = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir()) if submitted.exists() else []
+    missing = [s for s in students or [] if s not in present]
+    if missing:
+        raise FileNotFoundError(f"no submission of {assignment} for {', '.join(missing)} under {submitted}: "
+                                f"check the id (submitted/<student>/{assignment}/), or collect it first")
+    students = list(students or present)
     hide = hidden_paths(course_dir, also_hide)
     references = verify.reference_outputs(assignment, verify.notebook_parts(source_nb, source_nb)["exercises"])
     with tempfile.TemporaryDirectory(prefix="grading-kernel-") as tmp:
@@ -180,18 +208,42 @@ def autograde(course_dir: Path, assignment: str, workers: int = 1, cell_timeout:
                 local.worker = nbgrader_service.Worker(course_dir, KERNEL, cell_timeout, _env(jupyter_path))
                 started.append(local.worker)
             return _autograde_one(local.worker, course_dir, assignment, student, cell_timeout,
-                                  source_nb, release_nb, hide, references, memory_gib)
+                                  source_nb, release_nb, hide, references, memory_gib, submission_timeout)
 
+        log = record.open_log(course_dir, assignment)
+        start, done = time.monotonic(), 0
         try:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                results = list(pool.map(grade, students))
+                futures = {pool.submit(grade, s): s for s in students}
+                for future in as_completed(futures):
+                    res = future.result()
+                    done += 1
+                    line = record.progress_line(res, done, len(students), time.monotonic() - start)
+                    log.write(line + "\n")
+                    log.flush()
+                    if progress:
+                        progress(line)
+                results = sorted((f.result() for f in futures), key=lambda r: students.index(r.student))
         finally:
+            log.close()
             for w in started:
                 w.close()
     _record(course_dir, assignment, results)
-    (course_dir / "grading_report.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    record.update(course_dir, assignment, results)
+    if feedback:
+        _feedback(course_dir, assignment, results)
     nbgrader(course_dir, ["export", "--to", str(course_dir / "grades.csv")])
     return results
+
+
+def _feedback(course_dir: Path, assignment: str, results: list[StudentResult]) -> None:
+    """Rebuild each graded student's feedback page: nbgrader's generate_feedback skips a page that
+    exists, so without ``--force`` a regraded student would keep the old score's page."""
+    for res in results:
+        r = nbgrader(course_dir, ["generate_feedback", assignment, "--student", res.student, "--force"])
+        if r.returncode != 0:
+            res.notes.append("(the feedback page could not be written: "
+                             f"{(r.stderr.strip().splitlines() or ['no output'])[-1][:200]})")
 
 
 def main(argv=None) -> int:
@@ -205,15 +257,52 @@ def main(argv=None) -> int:
     a.add_argument("--workers", type=int, default=1)
     a.add_argument("--cell-timeout", type=int, default=120, help="seconds a cell may run")
     a.add_argument("--memory-gib", type=float, default=6.0, help="memory cap for student code")
-    a.add_argument("--student", action="append", help="only these students (repeatable)")
+    a.add_argument("--submission-timeout", type=float, default=None,
+                   help="seconds a whole submission may run (default: the larger of 600 and 4 cell timeouts)")
+    a.add_argument("--no-feedback", action="store_true", help="do not (re)build the graded students' feedback pages")
+    a.add_argument("--student", action="append", help="only these students (repeatable): a regrade")
     a.add_argument("--also-hide", action="append", type=Path, default=[],
                    help="another directory student code must not see (repeatable)")
+    g = sub.add_parser("gradescope", help="write a Gradescope autograder (setup.sh, run_autograder, zip) for an assignment")
+    g.add_argument("assignment")
+    g.add_argument("--out", type=Path, required=True, help="an empty folder for the autograder and its zip")
+    g.add_argument("--course-dir", type=Path, default=Path("autograder"))
+    g.add_argument("--cell-timeout", type=int, default=120, help="seconds a cell may run")
+    g.add_argument("--memory-gib", type=float, default=6.0, help="memory cap for student code")
+    x = sub.add_parser("export", help="an LMS grade sheet: a row per student, a column per assignment, missing marked")
+    x.add_argument("--course-dir", type=Path, default=Path("autograder"))
+    x.add_argument("--to", type=Path, default=Path("lms_grades.csv"))
     args = ap.parse_args(argv)
-    results = autograde(args.course_dir, args.assignment, args.workers, args.cell_timeout, args.student,
-                        args.memory_gib, args.also_hide)
-    for r in results:
-        flag = f"  ({r.error})" if r.error else ""
-        print(f"{r.student:24s} {r.score:5.1f} / {r.max_score:4.1f}  {r.seconds:5.1f} s{flag}")
-    print(f"graded {len(results)} submissions; scores in {args.course_dir / 'grades.csv'}, "
-          f"details in {args.course_dir / 'grading_report.json'}")
+    if args.command == "export":
+        from course.grading.lms import export
+
+        try:
+            print(f"wrote {export(args.course_dir, args.to)}")
+        except FileNotFoundError as e:
+            print(f"python -m course.grading export: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if args.command == "gradescope":
+        from course.grading.gradescope import write_bundle
+
+        try:
+            zipped = write_bundle(args.assignment, args.out, args.course_dir, cell_timeout=args.cell_timeout,
+                                  memory_gib=args.memory_gib)
+        except (FileNotFoundError, FileExistsError) as e:
+            print(f"python -m course.grading gradescope: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {zipped}: upload it as the assignment's autograder (Gradescope: Configure Autograder, "
+              f"Zip file upload); the folder beside it holds the same files")
+        return 0
+    try:
+        results = autograde(args.course_dir, args.assignment, args.workers, args.cell_timeout, args.student,
+                            args.memory_gib, args.also_hide, args.submission_timeout, not args.no_feedback,
+                            progress=lambda line: print(line, flush=True))
+    except FileNotFoundError as e:
+        print(f"python -m course.grading autograde: {e}", file=sys.stderr)
+        return 2
+    where = record.folder(args.course_dir, args.assignment)
+    print(f"graded {len(results)} submissions; scores in {args.course_dir / 'grades.csv'} and the gradebook; "
+          f"feedback in {args.course_dir / 'feedback'}; per-exercise statistics in {where / 'summary.md'}, "
+          f"every student's latest result in {where / 'record.json'}")
     return 0

@@ -111,8 +111,10 @@ def notebook_parts(source_nb: Path, submitted_nb: Path) -> dict:
     source = nbformat.read(source_nb, as_version=4)
     setup = [c.source for c in source.cells
              if c.cell_type == "code" and c.metadata.get("course", {}).get("kind") in ("module", "setup")]
+    # answer cells (graded by hand) are solution cells too, but hold no function to re-check
     exercises = [c.metadata["nbgrader"]["grade_id"] for c in source.cells
-                 if c.metadata.get("nbgrader", {}).get("solution")]
+                 if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"
+                 and c.metadata.get("course", {}).get("kind", "exercise") == "exercise"]
     solutions = {}
     try:
         submitted = nbformat.read(submitted_nb, as_version=4)
@@ -221,7 +223,8 @@ def _judge(ex: core.Exercise, out: Path, wants: list, present: bool, stopped: st
                 got, want = ex.canonical(got), ex.canonical(want)
             except Exception as e:
                 return Verdict(name, False, f"{name} on hidden input {i + 1}: the result has the wrong form ({e}).")
-        why = core.compare(got, want, ex.atol, ex.rtol)
+        ref = ex.reference()
+        why = core.compare(got, want, ex.atol, ex.rtol, names=core.return_names(ref) if ref is not None else None)
         if why:
             return Verdict(name, False, f"{name} on hidden input {i + 1}: {why}")
     return Verdict(name, True, f"{name} passed the hidden tests.")

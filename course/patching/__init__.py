@@ -9,7 +9,7 @@
 
 from course.patching.heads import group_mean, patch_heads
 from course.patching.metrics import logit_diff, normalized
-from course.patching.paths import path_patch
+from course.patching.paths import path_patch, sender_names
 from course.patching.sweeps import attribution_sweep, patch_sweep
 
-__all__ = ["attribution_sweep", "patch_sweep", "group_mean", "logit_diff", "normalized", "patch_heads", "path_patch"]
+__all__ = ["attribution_sweep", "patch_sweep", "group_mean", "logit_diff", "normalized", "patch_heads", "path_patch", "sender_names"]

@@ -14,9 +14,10 @@ from course.saes.io import (RETRAIN, SHIPPED, StaleSAEError, check_fresh, load_s
                             model_fingerprint, save_sae)
 from course.saes.metrics import Evaluation, evaluate, evaluation_tokens, explained_variance, firing_rates, l0, spliced_loss
 from course.saes.model import DictionaryConfig, SparseDictionary, dictionary_loss, reconstruction_loss
+from course.saes.sae_lens_classes import register_with_sae_lens
 from course.saes.train import TrainLog, resample_dead, train, train_sae, training_step
 
 __all__ = ["ActivationStream", "read_sites", "RETRAIN", "SHIPPED", "StaleSAEError", "check_fresh", "load_sae",
            "load_shipped_sae", "model_fingerprint", "save_sae", "Evaluation", "evaluate", "evaluation_tokens",
            "explained_variance", "firing_rates", "l0", "spliced_loss", "DictionaryConfig", "SparseDictionary",
-           "dictionary_loss", "reconstruction_loss", "TrainLog", "resample_dead", "train", "train_sae", "training_step"]
+           "dictionary_loss", "reconstruction_loss", "register_with_sae_lens", "TrainLog", "resample_dead", "train", "train_sae", "training_step"]

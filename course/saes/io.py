@@ -44,18 +44,27 @@ def check_fresh(sae: SparseDictionary, model) -> None:
             f"loaded now has weights {now}: the model changed. Retrain with: {RETRAIN}")
 
 
+# The SAE Lens config format we write (the version the test suite loads it with). Without a
+# version SAE Lens reads a config as pre-6.0 and drops the metadata: the hook name with it.
+SAE_LENS_FORMAT = "6.54.12"
+
+
 def _saelens_cfg(cfg: DictionaryConfig) -> dict:
     """SAE Lens's config keys, with ours under ``metadata`` (SAE Lens keeps unknown metadata)."""
     out = {"architecture": {"topk": "topk", "jumprelu": "jumprelu"}.get(cfg.activation, "standard"), "d_in": cfg.d_in, "d_sae": cfg.d_sae,
            "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False, "normalize_activations": "none",
            "reshape_activations": "none",
-           "metadata": {"model_name": cfg.model_name, "hook_name": cfg.hook_name, "hook_head_index": None,
+           "metadata": {"sae_lens_version": SAE_LENS_FORMAT,
+                        "sae_lens_training_version": None,      # trained by course.saes, not SAE Lens
+                        "model_name": cfg.model_name, "hook_name": cfg.hook_name, "hook_head_index": None,
                         "prepend_bos": True, "context_size": 64, "model_class_name": "HookedGPT2",
                         "course": cfg.to_dict()}}
     if cfg.activation == "topk":
         out["k"] = cfg.k
     if not cfg.is_autoencoder or cfg.d_out != cfg.d_in:
-        out["architecture"] = "jumprelu_transcoder" if cfg.activation == "jumprelu" else "transcoder"
+        # SAE Lens has no TopK transcoder: course.saes.sae_lens_classes registers one under this name.
+        out["architecture"] = {"jumprelu": "jumprelu_transcoder", "topk": "topk_transcoder"}.get(cfg.activation,
+                                                                                                 "transcoder")
         out["d_out"] = cfg.d_out
         out["metadata"]["hook_name_out"] = cfg.target_hook_name
     return out

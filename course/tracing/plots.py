@@ -7,8 +7,9 @@ import matplotlib.pyplot as plt
 
 def plot_average(average, title: str = ""):
     """``average``: a :class:`course.tracing.TraceAverage`; returns the figure."""
-    fig, axes = plt.subplots(1, len(average.kinds), figsize=(4.3 * len(average.kinds), 3.2), sharey=True,
-                             squeeze=False)
+    # constrained layout keeps the figure's title clear of the panels' titles and the colour bar
+    fig, axes = plt.subplots(1, len(average.kinds), figsize=(4.3 * len(average.kinds), 3.4), sharey=True,
+                             squeeze=False, layout="constrained")
     for ax, kind in zip(axes[0], average.kinds):
         im = ax.imshow(average.recovered[kind].numpy(), cmap="Purples", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(average.buckets)), average.buckets, rotation=40, ha="right")

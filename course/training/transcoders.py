@@ -24,12 +24,15 @@ def write_card(path: Path, recipe: dict, metrics: dict, fingerprint: str, second
     sparsity = {"topk": f"k = {recipe['k']}", "relu": f"L1 coefficient {recipe.get('l1_coeff', 0.0)}",
                 "jumprelu": f"an L0 penalty whose coefficient is steered to L0 = {recipe['k']}, "
                             "thresholds learned through a rectangle-kernel pseudo-derivative"}[recipe["activation"]]
+    arch_note = ("; architecture \"topk_transcoder\", which SAE Lens 6.54 lacks: call "
+                 "`course.saes.register_with_sae_lens()` before `sae_lens.SAE.load_from_disk`"
+                 if recipe["activation"] == "topk" else "")
     text = f"""# The course transcoders
 
 One transcoder per MLP layer of the course GPT-2, for chapter 7. Transcoder `l` reads
 `blocks.l.ln2.hook_normalized` (the MLP's input before ln_2's weight and bias) and predicts
-`blocks.l.hook_mlp_out`. Format: chapter 5's (SAE Lens `cfg.json` + `sae_weights.safetensors`,
-architecture "transcoder"), one folder per layer.
+`blocks.l.hook_mlp_out`. Format: chapter 5's (SAE Lens `cfg.json` + `sae_weights.safetensors`), one
+folder per layer{arch_note}.
 
 - **Trained on** model weights with fingerprint `{fingerprint}` (`course.saes.model_fingerprint`);
   `load_shipped_transcoders(model, strict=True)` and the tests fail if the model changed.

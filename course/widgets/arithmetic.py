@@ -35,9 +35,9 @@ class _Viewer(widgets.VBox):
 
 @dataclass
 class AdditionView:
-    """``attention [layer, head, 4]``: attention from the position predicting the answer's ones
-    digit to the operand digits; ``neurons``: (layer, neuron, activation, pattern) of the most
-    active classified heuristic neurons there."""
+    """``attention [layer, head, 4]``: attention from the position predicting the answer's
+    ``target`` digit ("ones" or "tens") to the operand digits; ``neurons``: (layer, neuron,
+    activation, pattern) of the most active classified heuristic neurons there."""
 
     a: int
     b: int
@@ -45,20 +45,24 @@ class AdditionView:
     right: bool
     attention: torch.Tensor
     neurons: list[tuple[int, int, float, str]]
+    target: str = "ones"
 
 
 @torch.no_grad()
-def addition_view(model, a: int, b: int, classes: dict | None = None, k: int = 8) -> AdditionView:
-    """``classes``: {(layer, neuron): pattern} from the chapter's heuristic classification."""
+def addition_view(model, a: int, b: int, classes: dict | None = None, k: int = 8, target: str = "ones") -> AdditionView:
+    """``classes``: {(layer, neuron): pattern} from the chapter's heuristic classification;
+    ``target``: the digit whose predicting position is shown, "ones" or "tens"."""
     from course.arithmetic import OPERAND_DIGITS, addition_batch
     from course.data.addition import OPERANDS, AdditionPrompt
 
     if a not in OPERANDS or b not in OPERANDS:
         raise ValueError(f"a and b must be two-digit numbers ({OPERANDS.start}..{OPERANDS.stop - 1}); got {a} and {b}.")
+    if target not in ("ones", "tens"):
+        raise ValueError(f"target must be 'ones' or 'tens', got {target!r}")
     p = AdditionPrompt(a, b)
     said = model.generate(p.text, max_new_tokens=len(model.to_tokens(p.answer, prepend_bos=False)[0]))[len(p.text):]
     batch = addition_batch(model, [p])
-    q = int(batch.ones_pos[0] - 1)          # where the ones digit is predicted (the heuristics' position)
+    q = int((batch.ones_pos if target == "ones" else batch.tens_pos)[0] - 1)     # where that digit is predicted
     _, cache = model.run_with_cache(batch.tokens.to(model.device))
     att = torch.stack([cache["pattern", l][0, :, q, batch.operand_pos].cpu() for l in range(model.cfg.n_layers)])
     firing = []
@@ -66,7 +70,7 @@ def addition_view(model, a: int, b: int, classes: dict | None = None, k: int = 8
         firing.append((layer, n, float(cache["post", layer][0, q, n]), pattern))
     firing.sort(key=lambda t: -t[2])
     assert len(OPERAND_DIGITS) == att.shape[-1]
-    return AdditionView(a, b, said.strip(), said.strip() == str(a + b), att, firing[:k])
+    return AdditionView(a, b, said.strip(), said.strip() == str(a + b), att, firing[:k], target)
 
 
 def addition_html(view: AdditionView) -> str:
@@ -79,9 +83,11 @@ def addition_html(view: AdditionView) -> str:
         for l in range(view.attention.shape[0]) for h in range(view.attention.shape[1]))
     neurons = "".join(f"<li>L{l}N{n}: {a:.2f} — {html.escape(p)}</li>" for l, n, a, p in view.neurons)
     return (f"<p><b>{view.a} + {view.b} =</b> the model says <b>{html.escape(view.answer)}</b> {mark}</p>"
-            f"<p>attention from the position predicting the answer's ones digit:</p>"
+            f"<p>attention from the position predicting the answer's {view.target} digit:</p>"
             f"<table><tr><th>head</th>{head}</tr>{rows}</table>"
-            f"<p>heuristic neurons firing most there:</p><ul>{neurons or '<li>(none classified)</li>'}</ul>")
+            f"<p>heuristic neurons firing most there"
+            + ("" if view.target == "ones" else " (they were classified at the ones digit's position)")
+            + f":</p><ul>{neurons or '<li>(none classified)</li>'}</ul>")
 
 
 class AdditionExplorer(_Viewer):
@@ -94,10 +100,11 @@ class AdditionExplorer(_Viewer):
         # range reaches addition_view, whose error says what is allowed.
         self.a = widgets.IntText(value=a, description="a")
         self.b = widgets.IntText(value=b, description="b")
-        super().__init__([self.a, self.b])
+        self.target = widgets.ToggleButtons(options=["ones", "tens"], value="ones", description="digit")
+        super().__init__([self.a, self.b, self.target])
 
     def draw(self) -> list:
-        self.view = addition_view(self.model, self.a.value, self.b.value, self.classes)
+        self.view = addition_view(self.model, self.a.value, self.b.value, self.classes, target=self.target.value)
         return [widgets.HTML(addition_html(self.view))]
 
 

@@ -42,8 +42,9 @@ def trace_view(model, prompt: str, subject: str, window: int = 1, n_samples: int
 
 
 def plot_trace(view: TraceView):
-    fig, axes = plt.subplots(1, len(view.restored), figsize=(4.2 * len(view.restored), 0.3 * len(view.tokens) + 1.5),
-                             sharey=True)
+    # constrained layout keeps the figure's title clear of the panels' titles and the colour bar
+    fig, axes = plt.subplots(1, len(view.restored), figsize=(4.2 * len(view.restored), 0.3 * len(view.tokens) + 1.8),
+                             sharey=True, layout="constrained")
     labels = [t + ("*" if view.subject[0] <= i < view.subject[1] else "") for i, t in enumerate(view.tokens)]
     for ax, (kind, values) in zip(axes, view.restored.items()):
         im = ax.imshow(torch.tensor(values).T.numpy(), cmap="Purples", vmin=0, vmax=max(view.clean, 1e-6),

@@ -85,6 +85,36 @@ def test_path_patching_with_the_clean_run_as_source_changes_nothing(tiny, pair):
     torch.testing.assert_close(out, tiny(clean), atol=1e-5, rtol=1e-5)
 
 
+@torch.no_grad()
+def test_path_patching_from_every_sender_below_a_layer_equals_rerunning_it_on_the_corrupt_stream(tiny, pair):
+    """Senders: the embeddings, every head and every MLP below layer 2 (everything that writes
+    there); receivers: all of layer 2, into q, k and v. Then layer 2's attention reads exactly the
+    corrupt run's stream: brute force runs it on that stream and splices its output in."""
+    from course.patching.paths import sender_names
+
+    clean, corrupt = pair
+    keep = lambda n: n.endswith(("hook_z", "hook_resid_pre", "hook_mlp_out", "hook_embed", "hook_pos_embed"))  # noqa: E731
+    _, clean_cache = tiny.run_with_cache(clean, names_filter=keep)
+    _, corrupt_cache = tiny.run_with_cache(corrupt, names_filter=keep)
+    senders = [s for s in sender_names(tiny) if s == "embed" or (s[0] < 2 if isinstance(s, tuple) else int(s[3:]) < 2)]
+    assert "embed" in senders and "mlp1" in senders and "mlp2" not in senders
+    got = path_patch(tiny, clean, clean_cache, corrupt_cache, senders + ["mlp2", (3, 0)], [(2, h) for h in range(4)],
+                     ("q", "k", "v"))                               # senders above the receiver send nothing
+    block = tiny.hf.transformer.h[2]
+    attn_out = block.attn(block.ln_1(corrupt_cache["resid_pre", 2]), attention_mask=None)[0]
+    expected = tiny.run_with_hooks(clean, fwd_hooks=[("blocks.2.hook_attn_out", lambda x, hp: attn_out)])
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_path_patching_names_a_bad_sender_or_input(tiny, pair):
+    clean, _ = pair
+    _, cache = tiny.run_with_cache(clean, names_filter=lambda n: n.endswith(("hook_z", "hook_resid_pre")))
+    with pytest.raises(ValueError, match="mlp<layer>"):
+        path_patch(tiny, clean, cache, cache, ["attn0"], [(2, 0)])
+    with pytest.raises(ValueError, match="'q', 'k' and 'v'"):
+        path_patch(tiny, clean, cache, cache, [(0, 1)], [(2, 0)], "o")
+
+
 def test_ioi_dataset_positions_point_at_the_names(model):
     data = ioi_dataset(model, "test", n_groups=6, per_group=4, seed=3)
     rows = torch.arange(len(data))

@@ -190,3 +190,23 @@ def test_plot_average_draws_one_panel_per_kind(peaked):
     fig = plot_average(average_traces(peaked, facts, kinds=("resid", "mlp"), n_samples=1, progress=False))
     assert [ax.get_title() for ax in fig.axes[:2]] == ["restore resid", "restore mlp"]
     plt.close(fig)
+
+
+def test_trace_figures_keep_the_title_clear_of_the_panel_titles():
+    import matplotlib
+    matplotlib.use("Agg")
+    from types import SimpleNamespace
+
+    from course.tracing.plots import plot_average
+    from course.widgets.tracing import TraceView, plot_trace
+
+    kinds = ("resid", "mlp", "attn")
+    average = SimpleNamespace(kinds=kinds, recovered={k: torch.rand(4, 6) for k in kinds},
+                              buckets=list("abcdef"), window=1)
+    view = TraceView(list("abcd"), (1, 2), "x", 0.9, 0.1, {k: torch.rand(4, 4).tolist() for k in kinds})
+    for fig in (plot_average(average, "single states, 100 facts"), plot_trace(view)):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        title = fig._suptitle.get_window_extent(renderer)
+        panels = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+        assert len(panels) == 3 and not any(title.overlaps(p) for p in panels)

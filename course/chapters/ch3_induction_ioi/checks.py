@@ -109,7 +109,82 @@ def _s2_cases(model, hidden):
     return out
 
 
+def _path_input_cases(model, hidden):
+    """A receiver's input with one sender's ABC change: the embeddings into a late head's values,
+    a head into a later head's queries, an MLP into keys (the sender and input vary)."""
+    from course.data.ioi_dataset import ioi_dataset
+    from course.patching.paths import sender_delta
+
+    data = ioi_dataset(model, "validation", n_groups=2, per_group=2, seed=14 if hidden else 13)
+    keep = lambda n: n.endswith(("hook_z", "hook_resid_pre", "hook_mlp_out", "hook_embed", "hook_pos_embed"))  # noqa: E731
+    _, clean = model.run_with_cache(data.clean, names_filter=keep)
+    _, abc = model.run_with_cache(data.abc, names_filter=keep)
+    last = model.cfg.n_layers - 1
+    combos = ([("embed", (last, 1), "k"), ((0, 5), (2, 3), "q"), ("mlp1", (last, 6), "v")] if hidden else
+              [("embed", (last, 4), "v"), ((1, 2), (last, 0), "q"), ("mlp0", (2, 7), "k")])
+    cases = []
+    for sender, (layer, head), which in combos:
+        change = sender_delta(model, clean, abc, [sender], below=layer)
+        name = sender if isinstance(sender, str) else f"L{sender[0]}H{sender[1]}"
+        cases.append(Case(f"{name}'s ABC change into L{layer}H{head}'s {which}",
+                          (clean["resid_pre", layer], change, model, layer, head, which)))
+    return cases
+
+
 # -- likely mistakes ------------------------------------------------------------------------
+
+def _ln1(x, model, layer, affine=True):
+    eps = model.hf.config.layer_norm_epsilon
+    x = (x - x.mean(-1, keepdim=True)) / (x.var(-1, keepdim=True, unbiased=False) + eps).sqrt()
+    return x * model.ln1_w[layer] + model.ln1_b[layer] if affine else x
+
+
+def _weights(model, layer, head, which):
+    return (getattr(model, "W_" + which.upper())[layer, head], getattr(model, "b_" + which.upper())[layer, head])
+
+
+def _path_change_after_norm(resid, change, model, layer, head, which):
+    w, b = _weights(model, layer, head, which)
+    return (_ln1(resid, model, layer) + change) @ w + b
+
+
+def _path_clean_scale(resid, change, model, layer, head, which):
+    eps = model.hf.config.layer_norm_epsilon
+    new = resid + change
+    scale = (resid.var(-1, keepdim=True, unbiased=False) + eps).sqrt()        # the clean run's scale, reused
+    w, b = _weights(model, layer, head, which)
+    return ((new - new.mean(-1, keepdim=True)) / scale * model.ln1_w[layer] + model.ln1_b[layer]) @ w + b
+
+
+def _path_no_affine(resid, change, model, layer, head, which):
+    w, b = _weights(model, layer, head, which)
+    return _ln1(resid + change, model, layer, affine=False) @ w + b
+
+
+def _path_no_bias(resid, change, model, layer, head, which):
+    w, _ = _weights(model, layer, head, which)
+    return _ln1(resid + change, model, layer) @ w
+
+
+def _path_change_only(resid, change, model, layer, head, which):
+    w, b = _weights(model, layer, head, which)
+    return _ln1(change, model, layer) @ w + b
+
+
+def _path_change_subtracted(resid, change, model, layer, head, which):
+    w, b = _weights(model, layer, head, which)
+    return _ln1(resid - change, model, layer) @ w + b
+
+
+def _path_change_ignored(resid, change, model, layer, head, which):
+    w, b = _weights(model, layer, head, which)
+    return _ln1(resid, model, layer) @ w + b
+
+
+def _path_query_weights(resid, change, model, layer, head, which):
+    w, b = _weights(model, layer, head, "q")
+    return _ln1(resid + change, model, layer) @ w + b
+
 
 def _loss_same_token(model, tokens):
     logprobs = model(tokens).log_softmax(-1)[:, :-1]
@@ -240,5 +315,19 @@ EXERCISES["attention_to_s2"] = Exercise(CHAPTER, "attention_to_s2", _s2_cases, a
                                   "and s2_pos."),
     (_s2_grid, "indexing with both position tensors at once on separate axes takes every end with every S2 "
                "(a grid); pair them row by row: pattern[rows, :, end_pos, s2_pos].")])
+
+EXERCISES["path_patched_input"] = Exercise(CHAPTER, "path_patched_input", _path_input_cases, atol=1e-4, rtol=1e-4,
+                                           causes=[
+    (_path_change_after_norm, "the change was added after the layer norm; add it to the stream first, then "
+                              "normalise the patched stream (the norm's scale depends on it)."),
+    (_path_clean_scale, "the layer norm divided by the clean stream's scale; recompute the scale on the patched "
+                        "stream, as the model would."),
+    (_path_no_affine, "the layer norm's weight and bias (ln1_w, ln1_b) were left out."),
+    (_path_no_bias, "the head's bias (b_Q, b_K or b_V) was left out."),
+    (_path_change_only, "only the senders' change went in; the receiver reads the clean stream plus the change."),
+    (_path_change_subtracted, "the change was subtracted; the patched stream is clean + (corrupt − clean)."),
+    (_path_change_ignored, "the senders' change never reached the input: that is the clean input."),
+    (_path_query_weights, "the query weights were used whatever `which` says; pick W_Q, W_K or W_V (and its "
+                          "bias) by `which`.")])
 
 globals().update(exercise_functions(EXERCISES))

@@ -311,26 +311,72 @@ def attribution_report(agree: dict, moved: dict) -> list[str]:
 
 
 @torch.no_grad()
-def path_patching_sweep(model, data, receiver: str, rows=None) -> dict:
-    """Share of the logit difference removed by patching each earlier head's ABC output into
-    ``receiver``'s queries, keys or values (path patching), on the dataset's prompts ``rows``
+def _sender_label(sender) -> str:
+    return sender if isinstance(sender, str) else _name(*sender)
+
+
+def path_patching_sweep(model, data, receivers: list[str], rows=None) -> dict:
+    """Path patching from every sender into the receiver where it has most to show.
+
+    For each candidate in ``receivers`` (head names) and each input (q, k, v): the share of the
+    logit difference removed when *every* component below it (embeddings, heads, MLPs) sends its
+    ABC change into that input only. The receiver and input with the largest share are chosen;
+    for that receiver, each sender alone, into each input. On the prompts ``rows`` of ``data``
     (a boolean mask; all when None)."""
     from course.circuits.ioi import runs
     from course.patching import path_patch
+    from course.patching.paths import sender_layer, sender_names
 
     r = runs(model, data if rows is None else subset(data, rows))
+    every = sender_names(model)
+    totals = {}
+    for name in receivers:
+        layer, head = _parse(name)
+        below = [s for s in every if sender_layer(s) < layer]
+        totals[name] = {x: r.removed(path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, below,
+                                                [(layer, head)], x)) for x in ("q", "k", "v")}
+    receiver, into = max(((n, x) for n in totals for x in totals[n]), key=lambda nx: totals[nx[0]][nx[1]])
     layer, head = _parse(receiver)
-    out, top = {}, {}
+    senders = [s for s in every if sender_layer(s) < layer]
+    removed = {x: torch.tensor([r.removed(path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, [s],
+                                                     [(layer, head)], x)) for s in senders]) for x in ("q", "k", "v")}
+    top = {x: (_sender_label(senders[int(v.argmax())]), float(v.max())) for x, v in removed.items()}
+    return {"receiver": receiver, "input": into, "totals": totals, "senders": [_sender_label(s) for s in senders],
+            "removed": removed, "top": top}
+
+
+NULL_PATH = 0.05      # below this share of the logit difference a path is called empty
+
+
+def path_patching_report(paths: dict) -> list[str]:
+    """What the sweep found, what an empty path rules in and out, from its numbers."""
+    rec, into, totals = paths["receiver"], paths["input"], paths["totals"]
+    tried = "; ".join(f"{n}: " + ", ".join(f"{x} {v:.2f}" for x, v in t.items()) for n, t in totals.items())
+    lines = [f"every sender at once, into each input of each candidate (share of the logit difference removed): "
+             f"{tried}",
+             f"receiver chosen: {rec}, whose {into} carries the most ({totals[rec][into]:.2f})"]
     for x in ("q", "k", "v"):
-        m = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-        for sl in range(layer):
-            for sh in range(model.cfg.n_heads):
-                m[sl, sh] = r.removed(path_patch(model, r.data.clean, r.clean_cache, r.abc_cache, [(sl, sh)],
-                                                 [(layer, head)], x))
-        out[x] = m
-        i = int(m.argmax())
-        top[x] = (_name(*divmod(i, model.cfg.n_heads)), float(m.flatten()[i]))
-    return {"receiver": receiver, "removed": out, "top": top}
+        name, value = paths["top"][x]
+        together = totals[rec][x]
+        alone = float(paths["removed"][x].sum())
+        if together < NULL_PATH:
+            lines.append(
+                f"into {rec}'s {x}: every sender together removes {together:.2f} (under {NULL_PATH}): the ABC "
+                f"change does not reach the logits by changing {rec}'s {x}. That rules out this direct path "
+                f"only: the same senders may still act through other heads, or through {rec}'s other inputs.")
+        else:
+            lines.append(
+                f"into {rec}'s {x}: every sender together removes {together:.2f}; the largest single sender is "
+                f"{name} ({value:.2f}); the single senders sum to {alone:.2f}"
+                + (" (close to the joint effect: the paths add up)" if abs(alone - together) <= 0.1 * abs(together)
+                   else " (not the joint effect: the senders' changes interact through the layer norm or "
+                        "cancel)"))
+    t = totals[rec]
+    if t["q"] < NULL_PATH and t["k"] < NULL_PATH and t["v"] >= NULL_PATH:
+        lines.append(f"so on the ABC prompts {rec} attends where it did (its queries and keys barely change) but "
+                     f"reads a different token there (its values change): what it moves depends on *which* "
+                     f"name sits where it looks, not on how it finds the place")
+    return lines
 
 
 def subset(data, rows):

@@ -566,29 +566,68 @@ for line in attribution_report(agree, pattern_change(model, clean_tokens, abc_to
 # ### 10. Path patching
 #
 # Activation patching of a head changes everything downstream of it. **Path patching** asks a
-# narrower question: what does head A send *directly* to head B's queries (or keys, or
-# values)? Recompute B's input from the clean stream plus A's change (ABC output − clean
-# output, through $W_O$), leave every other path clean, and measure how much of the logit
-# difference goes (`course.patching.path_patch`). Here each earlier head is a sender in turn,
-# and the receiver is the head whose clean output restored the most in section 8:
+# narrower question: what does a sender write *directly* into one head's queries (or keys, or
+# values)? A sender is anything that writes to the residual stream below the receiver: the
+# embeddings, a head, an MLP. Take the clean stream entering the receiver's layer, add the
+# senders' change (their ABC output − their clean output), recompute the layer norm on that
+# patched stream, and compute only the receiver's query, key or value from it. Every other path
+# stays clean; what the receiver then writes flows on through the model as usual.
+#
+# Write that core step: the receiver's input when the senders' change reaches it.
+
+# %% tags=["exercise"]
+def path_patched_input(clean_resid_pre: Tensor, sender_change: Tensor, model, layer: int, head: int,
+                       which: str) -> Tensor:
+    """Head ``(layer, head)``'s query, key or value when the senders' change reaches it and nothing else does.
+
+    clean_resid_pre: [batch, pos, d_model], the clean stream entering ``layer``.
+    sender_change: [batch, pos, d_model], the senders' corrupted output minus their clean output.
+    which: "q", "k" or "v". Returns [batch, pos, d_head]: ln1 (centre, divide by the patched
+    stream's own standard deviation with eps = model.hf.config.layer_norm_epsilon, then
+    model.ln1_w[layer] and model.ln1_b[layer]) of the patched stream, times W_Q, W_K or W_V of
+    that head, plus its bias (b_Q, b_K or b_V).
+    """
+    ### BEGIN SOLUTION
+    resid = clean_resid_pre + sender_change
+    centred = resid - resid.mean(-1, keepdim=True)
+    x = centred / (centred.pow(2).mean(-1, keepdim=True) + model.hf.config.layer_norm_epsilon).sqrt()
+    x = x * model.ln1_w[layer] + model.ln1_b[layer]
+    W = {"q": model.W_Q, "k": model.W_K, "v": model.W_V}[which][layer, head]
+    b = {"q": model.b_Q, "k": model.b_K, "v": model.b_V}[which][layer, head]
+    return x @ W + b
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+check.path_patched_input(path_patched_input)
+
+# %% tags=["tests"] points=2
+check.path_patched_input(path_patched_input, quiet=True).require()
+### BEGIN HIDDEN TESTS
+check.path_patched_input(path_patched_input, hidden=True, quiet=True).require()
+### END HIDDEN TESTS
+
+# %% [markdown]
+# `course.patching.path_patch` does this for any senders (`(layer, head)`, `"mlp0"`,
+# `"embed"`) and receivers, then runs the rest of the model. Where to look? A path can only
+# show something where the receiver matters and the corruption changes what it reads, so first
+# every sender *together* goes into each input of the heads whose clean output restored the
+# most in section 8; the receiver and input with the largest effect are kept, and then each
+# sender goes in alone:
 
 # %%
-from course.chapters.ch3_induction_ioi.findings import path_patching_sweep
+from course.chapters.ch3_induction_ioi.findings import path_patching_report, path_patching_sweep
 
-paths = path_patching_sweep(model, data, receiver=patched["top_heads"][0][0], rows=rows)
-fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
-for ax, x in zip(axes, ("q", "k", "v")):
-    im = ax.imshow(paths["removed"][x], cmap="Reds", vmin=0, vmax=max(0.05, float(max(v.max() for v in paths["removed"].values()))))
-    ax.set_title(f"senders -> {paths['receiver']} {x}"); ax.set_xlabel("head"); ax.set_ylabel("layer")
-fig.colorbar(im, ax=axes, shrink=0.8)
+paths = path_patching_sweep(model, data, receivers=[h for h, _ in patched["top_heads"][:3]], rows=rows)
+fig, ax = plt.subplots(figsize=(12, 2.8))
+grid = torch.stack([paths["removed"][x] for x in ("q", "k", "v")])
+im = ax.imshow(grid, cmap="RdBu_r", vmin=-float(grid.abs().max()), vmax=float(grid.abs().max()), aspect="auto")
+ax.set_yticks(range(3), ["q", "k", "v"]); ax.set_xticks(range(len(paths["senders"])), paths["senders"], rotation=90)
+ax.set_title(f"each sender alone -> {paths['receiver']}: share of the logit difference removed")
+fig.colorbar(im, ax=ax, shrink=0.8)
 plt.show()
-for x in ("q", "k", "v"):
-    print(f"into {paths['receiver']}'s {x}: the sender removing most is {paths['top'][x][0]} "
-          f"({paths['top'][x][1]:.2f} of the logit difference)")
-strongest = max(v[1] for v in paths["top"].values())
-print(f"no single earlier head sends {paths['receiver']} more than {strongest:.2f} of the logit difference"
-      + (": what it reads from the ABC prompts comes from the tokens themselves, not from other heads"
-         if strongest < 0.05 else ""))
+for line in path_patching_report(paths):
+    print(line)
 
 # %% [markdown]
 # ### 11. The circuit's classes

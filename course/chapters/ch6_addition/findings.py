@@ -232,6 +232,47 @@ def carry_switch(model, fit, choose, report, n_controls: int = 10, seed: int = 0
             "controls_not_selective": max(selective(rule), selective(push)) <= 0.15}
 
 
+@torch.no_grad()
+def carry_writers(model, batch, group: dict) -> dict:
+    """Who writes the carry direction: the stream where ``group`` (one of :func:`carry_switch`'s
+    groups) switches the carry is a sum of writes (the embeddings, every head up to its layer, the
+    MLPs below it, the biases); split the gap between the carry sums' and the others' mean component
+    along the carry direction into each writer's share. The shares sum to 1 (the biases write the
+    same on every line, so their share is 0). On ``batch``'s lines of the group's answer length."""
+    lines = batch.select(batch.answer_mask.sum(1) == group["digits"])
+    layer, d = group["layer"], group["direction"] / group["direction"].norm()
+    names = ["hook_embed", "hook_pos_embed"] + [f"blocks.{l}.attn.hook_z" for l in range(layer + 1)] + \
+            [f"blocks.{l}.hook_mlp_out" for l in range(layer)]
+    _, cache = model.run_with_cache(lines.tokens.to(model.device), names_filter=lambda n: n in names)
+    rows = torch.arange(len(lines.prompts))
+    at = (lines.tens_pos - 1).to(model.device)
+    carry = lines.carry.bool()
+
+    def gap(x):                       # x: [n, d_model] -> the carry-minus-other gap of its component along d
+        proj = x.cpu().float() @ d.float()
+        return float(proj[carry].mean() - proj[~carry].mean())
+
+    shares = {"embed": gap(cache["hook_embed"][rows, at] + cache["hook_pos_embed"][rows, at])}
+    for l in range(layer + 1):
+        z = cache[f"blocks.{l}.attn.hook_z"][rows, at]                                   # [n, head, d_head]
+        for h in range(model.cfg.n_heads):
+            shares[f"L{l}H{h}"] = gap(z[:, h] @ model.W_O[l, h])
+    for l in range(layer):
+        shares[f"mlp{l}"] = gap(cache[f"blocks.{l}.hook_mlp_out"][rows, at])
+    total = sum(shares.values())
+    ranked = sorted(shares.items(), key=lambda kv: -abs(kv[1]))
+    return {"digits": group["digits"], "layer": layer, "gap": total,
+            "shares": {k: v / total for k, v in ranked}, "top": ranked[0][0], "top_share": ranked[0][1] / total}
+
+
+def carry_writers_line(w: dict) -> str:
+    top3 = ", ".join(f"{k} {v:.2f}" for k, v in list(w["shares"].items())[:3])
+    kind = "head" if w["top"].startswith("L") else "component"
+    return (f"{w['digits']}-digit answers: of the gap the carry direction measures at layer {w['layer']} "
+            f"({w['gap']:.2f}), the largest writers are {top3}: the {kind} {w['top']} moves "
+            + ("most of the carry" if w["top_share"] >= 0.5 else "the largest part of the carry, not most of it"))
+
+
 def sum_readout(model, fit, report, ridge: float = 1e-2) -> dict:
     """How well a linear readout (ridge regression, fitted on ``fit``) recovers the sum a + b from
     the stream at the position predicting the tens digit, entering each block, between the last

@@ -321,6 +321,18 @@ print(f"Of the carry sums switching off breaks, {switch['off_one_ten_short']:.2f
                                       for a, b, w in switch["on_examples"]) + ".")
 
 # %% [markdown]
+# Which component writes that direction? The stream there is a sum of writes (the embeddings,
+# every head up to that layer, the MLPs below it), so the gap between the carry sums' and the
+# others' component along the direction splits exactly into each writer's share (an attribution,
+# read from the clean run; the switch above is the intervention):
+
+# %%
+from course.chapters.ch6_addition.findings import carry_writers, carry_writers_line
+
+for g in switch["groups"]:
+    print(carry_writers_line(carry_writers(model, test, g)))
+
+# %% [markdown]
 # ### The rough size of the sum
 #
 # Anthropic's account of "36 + 59" found, next to the digit pathways, one that knows the

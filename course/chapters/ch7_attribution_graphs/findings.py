@@ -88,6 +88,27 @@ def digit_profile(model, tcs, layer: int, feature: int, role: str, digit: str = 
     return torch.stack([acts[which == d].mean() if (which == d).any() else torch.tensor(0.0) for d in range(10)])
 
 
+@torch.no_grad()
+def promoted_digits(model, tcs, layer: int, feature: int) -> list[tuple[str, float]]:
+    """What a feature writes toward the digits, directly: its decoder row through the final layer
+    norm's weight and the unembedding, on the ten digit tokens, minus their mean (a push toward
+    every digit alike moves no choice between them). Sorted, largest first: ``[(digit, logit)]``."""
+    w = tcs[layer].W_dec[feature] * model.ln_final_w
+    ids = [model.to_single_token(str(d)) for d in range(10)]
+    logits = w @ model.W_U[:, ids]
+    logits = logits - logits.mean()
+    return sorted(((str(d), float(v)) for d, v in enumerate(logits)), key=lambda dv: -dv[1])
+
+
+def feature_reading(promotes: list[tuple[str, float]], answer_digit: str) -> str:
+    """One line: the two digits a feature promotes most, and whether the answer's digit is one."""
+    (d1, v1), (d2, v2) = promotes[:2]
+    line = f"promotes '{d1}' ({v1:+.2f}) and '{d2}' ({v2:+.2f}) most among the digits"
+    if answer_digit in (d1, d2):
+        line += f": the answer's digit '{answer_digit}' is one of them (a 'the sum ends in {d1} or {d2}' feature)"
+    return line
+
+
 def _removal_hooks(found: dict, nodes: list[int], scale: float = 1.0) -> list:
     """Hooks on the MLP outputs that subtract ``scale`` x each feature's activation x its decoder
     row at its (layer, position): the features of ``nodes`` removed from the real model."""

@@ -431,20 +431,27 @@ print(f"the most influential node of any kind: {graph.label(strongest)} ({graph.
 # feature on an operand's ones digit its mean activation by the digit at that position over every
 # two-digit sum (`digit_profile`): how much of it is "this digit" and how much is "a ones digit in
 # a sum". A spread across digits (largest minus smallest mean) well above the mean says "this
-# digit"; a flat profile says "a ones digit".
+# digit"; a flat profile says "a ones digit". And what each feature **promotes**: its decoder
+# row read through the unembedding on the ten digits, minus their mean (its direct push; the
+# interventions below measure its whole effect). In Anthropic's account of "36 + 59" one
+# feature says "the sum ends in 5"; here a feature that promotes the answer's digit and its
+# neighbour is read the same way.
 
 # %%
-from course.chapters.ch7_attribution_graphs.findings import digit_profile, position_roles
+from course.chapters.ch7_attribution_graphs.findings import (digit_profile, feature_reading, position_roles,
+                                                             promoted_digits)
 from course.neurons import text_stream
 from course.saes.features import feature_activations, feature_contexts
 
 text = text_stream(model, n_rows=96, row_len=48, seed=0)
 roles = position_roles(model, prompt)
+answer_digit = found["answer"].strip()
 for node in top_features(found, 6):
     d = graph.describe(node)
     acts = feature_activations(model, tcs[d["layer"]], text.tokens)
     ctx = feature_contexts(model, text.tokens, acts, d["feature"], k=3, width=8)
-    print(f"{graph.label(node)} ({roles[d['pos']].strip()}), influence {float(pruned.influence[node]):.3f}:")
+    print(f"{graph.label(node)} ({roles[d['pos']].strip()}), influence {float(pruned.influence[node]):.3f}; "
+          + feature_reading(promoted_digits(model, tcs, d["layer"], d["feature"]), answer_digit))
     for c in ctx:
         print(f"    {''.join(c.tokens)!r} -> {c.activations[c.at]:.2f}")
 operand = next(n for n in top_features(found, 40) if roles[graph.describe(n)["pos"]].strip() in ("a ones", "b ones"))
