@@ -34,7 +34,8 @@ def graded(tmp_path_factory):
         e.make(release, source, course_dir / "submitted" / e.student / ASSIGNMENT)
     victim = course_dir / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     victim_before = victim.read_text()
-    results = runner.autograde(course_dir, ASSIGNMENT, workers=2, cell_timeout=20, memory_gib=3.0)
+    # Feedback pages are built where a test reads them (and by the regrade test, the default path).
+    results = runner.autograde(course_dir, ASSIGNMENT, workers=2, cell_timeout=20, memory_gib=3.0, feedback=False)
     return course_dir, entries, {r.student: r for r in results}, victim_before
 
 
@@ -94,6 +95,8 @@ def test_a_timeout_reads_as_words_in_the_feedback(graded):
     from course.grading.feedback import TIMEOUT_WORDS
 
     course_dir, _, _, _ = graded
+    r = runner.nbgrader(course_dir, ["generate_feedback", ASSIGNMENT, "--student", "infinite_loop", "--force"])
+    assert r.returncode == 0, r.stderr[-1500:]
     html = (course_dir / "feedback" / "infinite_loop" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
     assert TIMEOUT_WORDS.split(":")[0] in html and "KeyboardInterrupt" not in html
 

@@ -82,7 +82,8 @@ def install_cell() -> str:
 
 
 def colab_badge(slug: str) -> str:
-    return f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(slug)})"
+    # a text link: the book loads nothing from other hosts (Colab's badge is an image on its server)
+    return f"[Open in Colab]({colab_url(slug)})"
 
 
 def readme_block() -> str:

@@ -231,8 +231,10 @@ if lens is not None:
         print(f"{label:>14s}  top {model.to_string(int(row.argmax()))!r:12s}  {ANSWER!r} ranks {rank}")
 
 # %% [markdown]
-# **Direct logit attribution.** Your `component_attribution`: what each write to the stream adds
-# to logit(answer) − logit(counterfactual), the final layer norm's scale frozen.
+# **Direct logit attribution.** Your `component_attribution`: what each write $x_i$ to the stream
+# adds to $\mathrm{logit}(\text{answer}) - \mathrm{logit}(\text{counterfactual})$, that is
+# $x_i / \sigma \cdot (W_U[:, \text{answer}] - W_U[:, \text{counterfactual}])$ with the final
+# layer norm's scale $\sigma$ frozen.
 
 # %%
 dla = check.yours(component_attribution, cache, model, answer, counterfactual)
@@ -246,6 +248,15 @@ if dla is not None:
     ax.set_ylabel(f"logit({ANSWER!r}) − logit({COUNTERFACTUAL!r})")
     ax.set_title("direct logit attribution on your prompt")
     plt.show()
+
+# %% [markdown]
+# The toolkit's explorer does the same for any prompt you type, head by head too: try
+# variations of yours (another name, another order) and see which writes move.
+
+# %%
+from course.widgets import AttributionExplorer
+
+AttributionExplorer(model, PROMPT, ANSWER, COUNTERFACTUAL)
 
 # %% [markdown]
 # **One head's QK and OV story.** The head below writes the most to the logit difference
