@@ -37,7 +37,7 @@ from course.grading.skip_demos import SkipDemos  # noqa: E402
 c.Autograde.autograde_preprocessors = [SkipDemos, *Autograde.class_traits()["autograde_preprocessors"].default()]
 
 # Feedback: hidden tests taken out of the cells, and a page that loads nothing from the
-# internet (nbgrader's own template pulls MathJax from a CDN).
+# internet (nbgrader's own template pulls MathJax from a CDN; ours inlines a vendored copy).
 import nbgrader  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
@@ -46,6 +46,7 @@ from course.grading.feedback import PlainErrors  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, PlainErrors, CSSHTMLHeaderPreprocessor]
 c.HTMLExporter.template_name = "feedback_offline"
+c.HTMLExporter.filters = {"offline_mathjax": "course.grading.feedback.offline_mathjax"}
 c.HTMLExporter.extra_template_basedirs = [
     os.path.join(HERE, "templates"),
     os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),

@@ -26,7 +26,26 @@ def random_hf_model(n_layer=2, n_head=4, d_model=64, vocab=2048, n_ctx=64, seed=
         for name, p in model.named_parameters():
             if name.endswith("bias") or "ln" in name:
                 p.add_(torch.randn_like(p) * 0.1)
-    return model
+    return model.to(torch.device("cpu"))   # "moved to its device", as load_model does: the device audit follows it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def device_audit():
+    """Every in-process test runs under the device audit: a tensor the course makes on the CPU
+    that meets the model's tensors raises here as it would on a GPU (tests/device_audit.py).
+    ``INSIDE_GPT2_DEVICE_AUDIT=0`` turns it off (to time a test without its overhead); ``=list``
+    lists every place at the end instead of raising at the first."""
+    setting = os.environ.get("INSIDE_GPT2_DEVICE_AUDIT", "1")
+    if setting == "0":
+        yield None
+        return
+    from tests.device_audit import DeviceAudit
+
+    audit = DeviceAudit(raise_on_mismatch=setting != "list").start()
+    yield audit
+    audit.stop()
+    if setting == "list":
+        print("\n".join(["", f"device audit: {len(set(audit.mismatches))} place(s)"] + sorted(set(audit.mismatches))))
 
 
 @pytest.fixture(scope="session")

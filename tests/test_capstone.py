@@ -108,3 +108,63 @@ def test_the_finding_is_graded_by_hand_with_the_rubrics_points_and_its_feedback_
     html = (course_dir / "feedback" / "solver" / SLUG / f"{SLUG}.html").read_text()
     assert "why mean, not zero, ablation" in html                      # the grader's comment
     assert "evidence that could have failed" in html and "readable figures" in html   # the rubric
+
+
+# -- the worked example's measurements: every printed sentence follows from its numbers ----------
+
+def _found(ablated, controls, clean=3.0, n=40, spread=0.5):
+    """A synthetic head_ablation result: per-prompt values spread evenly around each mean."""
+    wiggle = [spread * ((i % 5) - 2) / 2 for i in range(n)]
+    per = lambda m: [m + w for w in wiggle]   # noqa: E731  (paired: the same wiggle in every run)
+    return {"head": "L3H4", "prompts": n, "clean": clean, "ablated": ablated, "controls": controls,
+            "control_heads": [f"L3H{h}" for h in range(len(controls))],
+            "per_prompt": {"clean": per(clean), "ablated": per(ablated), "controls": [per(c) for c in controls]}}
+
+
+@pytest.mark.parametrize("ablated, controls, says", [
+    (1.0, [2.9, 2.5], "more than any other head of its layer: 1.50 more than the next, L3H1"),
+    (2.0, [1.5, 2.9], "no more than another head of its layer (L3H0)"),
+])
+def test_the_ablation_verdict_follows_the_margin_over_the_strongest_control(ablated, controls, says):
+    from course.chapters.capstone_inside_gpt2.findings import head_ablation_report
+
+    assert says in head_ablation_report(_found(ablated, controls))
+
+
+def test_the_ablation_verdict_weighs_the_margin_against_its_error():
+    from course.chapters.capstone_inside_gpt2.findings import head_ablation_report, margin_over_control
+
+    found = _found(1.0, [2.9, 1.3])
+    found["per_prompt"]["ablated"] = [a + (1.5 if i % 2 else -1.5) for i, a in enumerate(found["per_prompt"]["ablated"])]
+    rival, margin, se = margin_over_control(found)
+    assert rival == "L3H1" and margin == pytest.approx(0.3) and margin < 2 * se
+    assert "not clearly singled out" in head_ablation_report(found)
+
+
+def test_the_worked_examples_line_is_true_of_the_shipped_model(m):
+    from course.chapters.capstone_inside_gpt2.findings import head_ablation, head_ablation_report, margin_over_control
+
+    found = head_ablation(m, (3, 4), n_groups=4, per_group=4)
+    text = head_ablation_report(found)
+    drop = found["clean"] - found["ablated"]
+    assert f"a drop of {drop:.2f}, {drop / found['clean']:.0%} of it" in text
+    rival, margin, se = margin_over_control(found)
+    assert f"{margin:.2f}" in text and f"{se:.2f}" in text and rival in text
+    assert ("more than any other head" in text) == (margin > 2 * se)
+
+
+def test_the_starting_ideas_quote_what_was_measured(m):
+    from course.chapters.capstone_inside_gpt2.findings import starting_ideas
+    from course.circuits.ioi import head_statistics, runs
+    from course.data.ioi_dataset import ioi_dataset
+    from course.saes import load_shipped_sae
+
+    ideas = starting_ideas(m)
+    assert len(ideas) == 3 and all(set(i) == {"question", "because", "hint"} for i in ideas)
+    effect = head_statistics(m, runs(m, ioi_dataset(m, "validation", n_groups=6, per_group=4, seed=5)))["direct_effect"]
+    top = divmod(int(effect.abs().argmax()), m.cfg.n_heads)
+    assert f"L{top[0]}H{top[1]}" in ideas[0]["question"] and f"{float(effect[top]):+.2f}" in ideas[0]["because"]
+    sae = load_shipped_sae(m)
+    promote = (sae.W_dec * m.ln_final_w) @ m.W_U
+    f = int(promote.max(-1).values.argmax())
+    assert f"feature {f} " in ideas[2]["question"] and f"{float(promote[f].max()):.2f}" in ideas[2]["because"]

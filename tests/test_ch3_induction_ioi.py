@@ -24,7 +24,7 @@ SEQ_LEN = 30
 
 @pytest.fixture(scope="module")
 def rep(m):
-    return repeated_batch(16, SEQ_LEN, range(1, m.cfg.d_vocab), m.tokenizer.bos_token_id, seed=0)   # the chapter's
+    return repeated_batch(16, SEQ_LEN, range(1, m.cfg.d_vocab), m.tokenizer.bos_token_id, seed=0, device=m.device)   # the chapter's
 
 
 @pytest.fixture(scope="module")

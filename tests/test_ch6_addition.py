@@ -52,7 +52,7 @@ def mod_logits(modular):
 # -- references against independent computations --------------------------------------------
 
 def test_answer_right_matches_greedy_generation(m, lines):
-    got = ref.answer_right(m(lines.tokens), lines.tokens, lines.answer_mask)
+    got = ref.answer_right(m(lines.tokens).cpu(), lines.tokens, lines.answer_mask)
     for p, ok in zip(lines.prompts[:25], got.tolist()):
         said = m.generate(p.text, max_new_tokens=len(m.to_tokens(p.answer, prepend_bos=False)[0]))[len(p.text):]
         # greedy decoding of a right sum writes exactly it; teacher forcing and greedy agree when right
@@ -132,7 +132,7 @@ def test_addition_batch_places_the_digits(m):
 def test_accuracy_table_counts_every_case(m, lines):
     rows = {r["case"]: r for r in accuracy_by_case(m, lines)}
     assert rows["carry"]["n"] + rows["no carry"]["n"] == rows["all"]["n"] == len(lines.prompts)
-    whole = ref.answer_right(m(lines.tokens), lines.tokens, lines.answer_mask)
+    whole = ref.answer_right(m(lines.tokens).cpu(), lines.tokens, lines.answer_mask)
     assert rows["all"]["accuracy"] == pytest.approx(float(whole.float().mean()))
 
 

@@ -61,7 +61,7 @@ def test_run_autograder_scores_like_course_grading(bundle, tmp_path, student):
     assert sum(t["score"] for t in scored) == pytest.approx(entry.expected), results
     assert sum(t["max_score"] for t in scored) == pytest.approx(FULL)
     assert all(t["visibility"] == "visible" for t in scored)
-    hidden = [t for t in results["tests"] if t["name"].endswith("(hidden tests)")]
+    hidden = [t for t in results["tests"] if ": hidden tests" in t["name"]]
     assert hidden and all(t["visibility"] == "after_due_date" and t["max_score"] == 0 for t in hidden)
     said = " ".join([results["output"]] + [t["output"] for t in results["tests"]])
     for words in entry.feedback:

@@ -86,9 +86,38 @@ def test_feedback_html_is_offline_and_hides_hidden_tests(graded):
     assert "logit_lens on hidden input" in html                     # the re-check's comment reaches the student
     assert "BEGIN HIDDEN TESTS" not in html and "hidden=True" not in html
     import re
-    external = re.findall(r'(?:src|href)\s*=\s*["\']\s*(?:https?:)?//[^"\']*', html)
+    # Outside inline scripts (the vendored MathJax's code holds links of its menu, never loaded);
+    # the browser test below refuses every request that is not the file itself.
+    markup = re.sub(r"<script>.*?</script>", "", html, flags=re.S)
+    external = re.findall(r'(?:src|href)\s*=\s*["\']\s*(?:https?:)?//[^"\']*', markup)
     assert not external, external                                   # loads nothing from outside the file
     assert "cdnjs" not in html and "unpkg" not in html
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed (make test installs it)")
+def test_feedback_formulas_are_typeset_offline_in_a_browser(graded):
+    """The page inlines the vendored MathJax: opened as a lone file with every other request
+    refused, its TeX ($\\varepsilon$, $W_E[t_i]$, ...) becomes typeset SVG."""
+    from playwright.sync_api import sync_playwright
+
+    course_dir, _, _, _ = graded
+    r = runner.nbgrader(course_dir, ["generate_feedback", ASSIGNMENT, "--student", "correct", "--force"])
+    assert r.returncode == 0, r.stderr[-1500:]
+    page_file = course_dir / "feedback" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.html"
+    html = page_file.read_text()
+    assert "window.MathJax" in html and "$\\varepsilon$" in html
+    refused = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--headless", "--no-sandbox"])
+        page = browser.new_page()
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (refused.append(route.request.url), route.abort()))
+        page.goto(page_file.as_uri())
+        page.wait_for_function("document.querySelectorAll('mjx-container svg').length >= 10", timeout=30_000)
+        raw = page.evaluate("document.body.innerText.includes('\\\\varepsilon')")
+        browser.close()
+    assert not refused, refused
+    assert not raw, "some TeX was left as source"
 
 
 def test_a_timeout_reads_as_words_in_the_feedback(graded):

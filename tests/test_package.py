@@ -87,9 +87,13 @@ def test_first_cell_installs_the_course_where_it_is_missing_and_keeps_torch(whee
     assert before[0] == "None", "the course must be absent before the first cell runs"
 
     cell = install_cell()
-    env = _clean_env(**{SOURCE_ENV: str(wheel), "PIP_NO_INDEX": "1"})   # pip can reach nothing but the wheel
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = _clean_env(**{SOURCE_ENV: str(wheel), "PIP_NO_INDEX": "1",    # pip can reach nothing but the wheel
+                        "TMPDIR": str(scratch)})
     first = _run([python, "-c", cell], cwd=tmp_path, env=env).stdout
     assert "Installing the course:" in first and "Installed inside-gpt2 0.1.0" in first, first
+    assert not [p for p in scratch.iterdir() if p.suffix == ".txt"], "the torch pin file is left behind"
     after = _run([python, "-c", where], cwd=tmp_path, env=_clean_env()).stdout.splitlines()
     assert str(tmp_path / "host") in after[0], "the course is now installed in this environment"
     assert after[1] == before[1], "the host's torch is the one it had"

@@ -107,7 +107,8 @@ def train_transcoders(model, layers=None, progress: bool = True, **recipe) -> tu
     for layer in layers:
         tc, log = train_sae(model, input_site(layer), r["d_sae"], r["activation"], r["k"], r.get("l1_coeff", 0.0),
                             r["tokens"], r["batch_size"], r["lr"], r["seed"] + layer, r["resample_every"],
-                            target_hook_name=output_site(layer), progress=progress)
+                            target_hook_name=output_site(layer), progress=progress,
+                            center_input=r.get("center_input", False))
         out.append(tc)
         logs.append(log)
     return TranscoderSet(out), logs

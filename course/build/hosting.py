@@ -55,7 +55,7 @@ import importlib.metadata, importlib.util, os, subprocess, sys, tempfile
 NOTEBOOK_VERSION = "{version}"
 if importlib.util.find_spec("course") is None:
     source = os.environ.get("{env}", "{requirement}")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", source]
+    command, pin = [sys.executable, "-m", "pip", "install", "--quiet", source], None
     if importlib.util.find_spec("torch") is not None:
         # A constraint, not a requirement: pip may not replace the torch that is here (Colab's has CUDA).
         pin = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
@@ -65,7 +65,11 @@ if importlib.util.find_spec("course") is None:
     else:
         print("No torch here: pip will install one with the course (it can be large).")
     print("Installing the course:", source)
-    subprocess.run(command, check=True)
+    try:
+        subprocess.run(command, check=True)
+    finally:
+        if pin is not None:
+            os.unlink(pin.name)
     importlib.invalidate_caches()
     print(f"Installed inside-gpt2 {{importlib.metadata.version('inside-gpt2')}}.")
 else:

@@ -182,6 +182,7 @@ def compare(got, want, atol: float, rtol: float, names: tuple[str, ...] | None =
             return f"shape is {list(got.shape)}, expected {list(want.shape)}.{hint}"
         if got.is_floating_point() != want.is_floating_point():
             return f"dtype is {got.dtype}, expected {want.dtype}."
+        want = want.detach().cpu()   # a reference computed live sits on the model's device
         want = want.float() if want.dtype == torch.float16 else want
         got = got.detach().to("cpu", want.dtype)
         if torch.isnan(got).any() and not torch.isnan(want).any():
@@ -222,7 +223,9 @@ def _student_frame(tb) -> traceback.FrameSummary:
     frames = traceback.extract_tb(tb)
     for frame in reversed(frames):
         name = str(frame.filename)
-        if not any(part in name for part in _LIBRARY_PARTS) and not name.startswith(_COURSE_DIR):
+        # A __torch_function__ frame is a tensor subclass's or a torch function mode's dispatch.
+        if (not any(part in name for part in _LIBRARY_PARTS) and not name.startswith(_COURSE_DIR)
+                and frame.name != "__torch_function__"):
             return frame
     return frames[-1]
 

@@ -23,9 +23,10 @@ def repeated_tokens(rng: random.Random, vocab: range, min_len: int = 8, max_len:
             return seq * reps
 
 
-def repeated_batch(n_seqs: int, seq_len: int, vocab: range, bos: int, seed: int = 0) -> torch.Tensor:
-    """Evaluation batch ``[n_seqs, 1 + 2*seq_len]``: BOS, then a random sequence twice."""
+def repeated_batch(n_seqs: int, seq_len: int, vocab: range, bos: int, seed: int = 0, device=None) -> torch.Tensor:
+    """Evaluation batch ``[n_seqs, 1 + 2*seq_len]``: BOS, then a random sequence twice; on ``device``
+    (the model's, to compare with its outputs) or the CPU. The same tokens on every device."""
     g = torch.Generator().manual_seed(seed)
     half = torch.randint(vocab.start, vocab.stop, (n_seqs, seq_len), generator=g)
     bos_col = torch.full((n_seqs, 1), bos, dtype=torch.long)
-    return torch.cat([bos_col, half, half], dim=1)
+    return torch.cat([bos_col, half, half], dim=1).to(device)

@@ -49,6 +49,7 @@ def key_second_moment(acts: Tensor) -> Tensor:
 def closed_form_update(W: Tensor, C: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """The rank-one change ``ΔW [d_mlp, d_model]`` with ``k (W + ΔW) = v`` that disturbs the
     other keys least (in the metric of their second moment ``C``)."""
+    C, k, v = C.to(W.device), k.to(W.device), v.to(W.device)               # C is often gathered on the CPU
     direction = torch.linalg.solve(C.double(), k.double())                    # C⁻¹k
     residual = v.double() - k.double() @ W.double()
     return (torch.outer(direction, residual) / (direction @ k.double())).to(W.dtype)

@@ -8,7 +8,11 @@ renders the feedback page.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from nbconvert.preprocessors import Preprocessor
+
+import course
 
 
 # How a cell stopped by the per-cell time limit shows up (nbgrader interrupts the kernel).
@@ -38,3 +42,24 @@ class PlainErrors(Preprocessor):
             elif out.get("ename") in TIMEOUTS:     # an answer cell stopped by the limit: say so in words too
                 out["traceback"] = [TIMEOUT_WORDS]
         return cell, resources
+
+
+# MathJax 3, vendored (course/assets/mathjax): a feedback page is read offline, often as a lone
+# file, so the script is inlined; its SVG output needs no font files.
+MATHJAX_JS = Path(course.__file__).parent / "assets" / "mathjax" / "tex-svg.js"
+MATHJAX_CONFIG = """window.MathJax = {
+  tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']],
+        processEscapes: true},
+  options: {enableMenu: false},
+  svg: {fontCache: 'global'}
+};"""
+
+
+def offline_mathjax(_unused: str = "") -> str:
+    """The ``<script>`` tags that typeset a feedback page's TeX with no network (a Jinja filter,
+    registered in ``autograder/nbgrader_config.py``). Without the vendored file, formulas stay as
+    their TeX source and the page says why in a comment."""
+    if not MATHJAX_JS.exists():
+        return "<!-- course/assets/mathjax/tex-svg.js is missing: formulas are shown as TeX source -->"
+    return (f"<script>\n{MATHJAX_CONFIG}\n</script>\n"
+            f"<script>\n{MATHJAX_JS.read_text(encoding='utf-8')}\n</script>")

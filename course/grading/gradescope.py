@@ -153,12 +153,13 @@ def results_json(course_dir: Path, assignment: str, result) -> dict:
             grades = []
         for g in grades:
             exercise = g.cell.name.removeprefix("test_")
-            tests.append({"name": f"{exercise} (visible tests)" if exercise != g.cell.name else g.cell.name,
+            # The score is the graded cell's, after the hidden re-check (which zeroes it on a failure).
+            tests.append({"name": exercise,
                           "score": float(g.score or 0.0), "max_score": float(g.max_score or 0.0),
                           "output": printed.get(g.cell.name) or "(this cell printed nothing)",
                           "visibility": "visible"})
     for exercise, verdict in result.exercises.items():
-        tests.append({"name": f"{exercise} (hidden tests)", "score": 0.0, "max_score": 0.0,
+        tests.append({"name": f"{exercise}: hidden tests (counted in {exercise}'s score)", "score": 0.0, "max_score": 0.0,
                       "output": verdict, "visibility": "after_due_date"})
     if not tests:      # nothing graded at all: say why, with the assignment's full mark as the maximum
         tests.append({"name": "the notebook", "score": 0.0, "max_score": float(result.max_score or 0.0),

@@ -213,7 +213,8 @@ class ActivationCache:
         out, labels = [], []
         for i in range(n):
             post = self._at(self[f"blocks.{i}.mlp.hook_post"], pos_slice)[..., neurons]   # [b, (pos,) N]
-            out.append(torch.einsum("...n,nm->n...m", post, self.model.W_out[i][neurons]))
+            w_out = self.model.W_out[i][neurons].to(post.device)    # a cache may be kept on another device
+            out.append(torch.einsum("...n,nm->n...m", post, w_out))
             labels += [f"L{i}N{int(j)}" for j in neurons]
         return self._finish(out, labels, n, pos_slice, incl_remainder, apply_ln, return_labels)
 

@@ -206,7 +206,8 @@ def train_sae(model, hook_name: str = RECIPE["hook_name"], d_sae: int = RECIPE["
               activation: str = RECIPE["activation"], k: int = RECIPE["k"], l1_coeff: float = 0.0,
               tokens: int = RECIPE["tokens"], batch_size: int = RECIPE["batch_size"], lr: float = RECIPE["lr"],
               seed: int = RECIPE["seed"], resample_every: int = RECIPE["resample_every"],
-              target_hook_name: str = "", progress: bool = True, on_step=None) -> tuple[SparseDictionary, TrainLog]:
+              target_hook_name: str = "", progress: bool = True, on_step=None,
+              center_input: bool = False) -> tuple[SparseDictionary, TrainLog]:
     """A dictionary trained on the course model's activations at ``hook_name`` (predicting
     ``target_hook_name`` if given: a transcoder). Deterministic for a seed on one device."""
     from course.saes.activations import ActivationStream
@@ -226,6 +227,11 @@ def train_sae(model, hook_name: str = RECIPE["hook_name"], d_sae: int = RECIPE["
         x0, y0 = next(iter(ActivationStream(model, hook_name, target_hook_name or None, batch_size=batch_size,
                                             seed=seed + 1)))
         sae.b_dec.copy_(y0.mean(0))
+        if target_hook_name and center_input:
+            # A transcoder's input (a normalised stream) has a large shared direction; features that
+            # start aligned with it fire on most tokens and crowd the rest out of the top k.
+            sae.x_center.copy_(x0.mean(0))
     log = train(sae, stream, tokens, lr=lr, resample_every=resample_every, progress=progress, on_step=on_step,
                 seed=seed)
+    sae.fold_centering()
     return sae, log

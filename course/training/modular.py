@@ -24,7 +24,8 @@ from course.models.modular import CHECKPOINTS_FILE, ModularConfig, accuracy, all
 def train(cfg: ModularConfig, out: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     model = build_model(cfg)
-    inputs, targets = all_pairs(), labels(all_pairs())
+    device = next(model.parameters()).device
+    inputs, targets = all_pairs().to(device), labels(all_pairs()).to(device)
     train_idx, test_idx = split(cfg.seed, cfg.train_fraction)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     log, curve, snapshots, t0 = [], [], {}, time.time()

@@ -54,7 +54,8 @@ def starting_ideas(model) -> list[dict]:
 @torch.no_grad()
 def head_ablation(model, head: tuple[int, int], n_groups: int = 12, per_group: int = 4, seed: int = 0) -> dict:
     """Mean-ablate ``head`` on held-out IOI prompts (test families) and, as a control, each other head
-    of its layer: the logit difference (IO − S) clean, with the head ablated, and the controls'."""
+    of its layer: the mean logit difference (IO − S) clean, with the head ablated, and the controls';
+    ``per_prompt`` holds the same per prompt (``[n]`` lists) for paired comparisons."""
     from course.data.ioi_dataset import ioi_dataset
 
     data = ioi_dataset(model, "test", n_groups=n_groups, per_group=per_group, seed=seed)
@@ -62,23 +63,46 @@ def head_ablation(model, head: tuple[int, int], n_groups: int = 12, per_group: i
     _, cache = model.run_with_cache(data.clean, names_filter=lambda n: n.endswith("hook_z"))
     mean_z = {layer: cache["z", layer].mean(0, keepdim=True).expand_as(cache["z", layer])}
 
-    def ld(heads):
+    def ld(heads) -> list[float]:
         logits = patch_heads(model, data.clean, heads, mean_z) if heads else model(data.clean)
-        return float(logit_diff(logits, data.end_pos, data.io_tok, data.s_tok).mean())
+        return logit_diff(logits, data.end_pos, data.io_tok, data.s_tok).float().cpu().tolist()
 
-    clean = ld([])
-    controls = [ld([(layer, h)]) for h in range(model.cfg.n_heads) if h != head[1]]
-    return {"head": _name(*head), "prompts": len(data.prompts), "clean": clean, "ablated": ld([head]),
-            "controls": controls}
+    clean, ablated = ld([]), ld([head])
+    others = [h for h in range(model.cfg.n_heads) if h != head[1]]
+    controls = [ld([(layer, h)]) for h in others]
+    mean = lambda xs: sum(xs) / len(xs)   # noqa: E731
+    return {"head": _name(*head), "prompts": len(data.prompts), "clean": mean(clean), "ablated": mean(ablated),
+            "controls": [mean(c) for c in controls], "control_heads": [_name(layer, h) for h in others],
+            "per_prompt": {"clean": clean, "ablated": ablated, "controls": controls}}
+
+
+def margin_over_control(found: dict) -> tuple[str, float, float]:
+    """The control head with the largest mean drop, and the head's extra drop over it: its mean over
+    prompts and that mean's standard error (paired, prompt by prompt)."""
+    i = max(range(len(found["controls"])), key=lambda j: found["clean"] - found["controls"][j])
+    diffs = [c - a for c, a in zip(found["per_prompt"]["controls"][i], found["per_prompt"]["ablated"])]
+    n = len(diffs)
+    m = sum(diffs) / n
+    se = (sum((d - m) ** 2 for d in diffs) / (n - 1) / n) ** 0.5 if n > 1 else float("inf")
+    return found["control_heads"][i], m, se
 
 
 def head_ablation_report(found: dict) -> str:
+    """One sentence: the drop the head causes, the drops of its layer's other heads (the control), and
+    a verdict that follows from the margin over the strongest control and its standard error."""
     drop = found["clean"] - found["ablated"]
     drops = sorted(found["clean"] - c for c in found["controls"])
-    largest = drops[-1]
-    verdict = ("more than any other head of its layer: the model needs it" if drop > largest
-               else "no more than another head of its layer: it is not singled out")
+    share = drop / found["clean"] if found["clean"] else 0.0
+    rival, margin, se = margin_over_control(found)
+    if margin > 2 * se:
+        verdict = (f"more than any other head of its layer: {margin:.2f} more than the next, {rival} "
+                   f"(± {se:.2f}, one standard error over prompts, so the margin is over twice its error)")
+    elif margin > 0:
+        verdict = (f"a little more than the next head of its layer, {rival}, by {margin:.2f} ± {se:.2f} (one "
+                   "standard error over prompts): under twice its error, so not clearly singled out")
+    else:
+        verdict = f"no more than another head of its layer ({rival}): it is not singled out"
     return (f"{found['prompts']} held-out IOI prompts: logit difference {found['clean']:.2f} clean, "
             f"{found['ablated']:.2f} with {found['head']} mean-ablated (a drop of {drop:.2f}, "
-            f"{drop / found['clean']:.0%} of it); the other heads of its layer, one at a time, drop it by "
-            f"{drops[0]:.2f} to {largest:.2f}: {found['head']} drops it {verdict}")
+            f"{share:.0%} of it); the other heads of its layer, one at a time, drop it by "
+            f"{drops[0]:.2f} to {drops[-1]:.2f}: {found['head']} drops it {verdict}")

@@ -352,17 +352,17 @@ plt.show()
 # **4. The effect size, with its baseline** (2 points).
 
 # %% [markdown] tags=["answer"] points=2
-# The printed line gives the drop as a number and as a share of the clean logit difference, and the
-# controls' smallest and largest drops; the figure shows the head's drop against the controls'
-# mean and range.
+# The printed line gives the drop as a number and as a share of the clean logit difference, the
+# controls' smallest and largest drops, and the margin over the strongest control with its standard
+# error over prompts; the figure shows the head's drop against the controls' mean and range.
 
 # %% [markdown]
 # **5. What would have falsified it** (1 point), as you would have said before looking.
 
 # %% [markdown] tags=["answer"] points=1
-# A drop no larger than the largest control's, or a logit difference that stays positive and
-# close to the clean one, would have meant the head is not singled out: large in the direct
-# attribution, but replaceable or compensated for.
+# A drop no larger than the strongest control's, or larger by less than twice the standard error
+# of the prompt-by-prompt difference, would have meant the head is not singled out: large in the
+# direct attribution, but replaceable or compensated for.
 
 # %% [markdown]
 # **6. The limits** (1 point): what the evidence does not show.

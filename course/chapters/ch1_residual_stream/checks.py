@@ -57,13 +57,17 @@ def _layer_norm_cases(model, hidden):
     g = torch.Generator().manual_seed(11 if hidden else 1)
     d = model.cfg.d_model
     w, b = model.ln1_w[0].detach(), model.ln1_b[0].detach()
+
+    def randn(*shape):   # drawn on the CPU (the generator's device), used on the model's
+        return torch.randn(*shape, generator=g).to(model.device)
+
     return [
-        Case("one vector", (torch.randn(1, 1, d, generator=g), w, b)),
-        Case("a batch of streams", (torch.randn(2, 5, d, generator=g) * 3 + 1, w, b)),
-        Case("large values", (torch.randn(3, d, generator=g) * 100, w, b)),
+        Case("one vector", (randn(1, 1, d), w, b)),
+        Case("a batch of streams", (randn(2, 5, d) * 3 + 1, w, b)),
+        Case("large values", (randn(3, d) * 100, w, b)),
         # Variance far below 1: here eps matters, and a forgotten eps shows.
-        Case("a nearly constant vector", (2 + 1e-3 * torch.randn(1, d, generator=g), w, b)),
-        Case("the final layer norm", (torch.randn(2, 4, d, generator=g), model.ln_final_w.detach(), model.ln_final_b.detach())),
+        Case("a nearly constant vector", (2 + 1e-3 * randn(1, d), w, b)),
+        Case("the final layer norm", (randn(2, 4, d), model.ln_final_w.detach(), model.ln_final_b.detach())),
     ]
 
 
@@ -101,7 +105,7 @@ def _attention_variant(causal: bool = True, scaled: bool = True, softmax_dim: in
         scores = q @ k.transpose(-1, -2) / (math.sqrt(model.cfg.d_head) if scaled else 1.0)
         if causal:
             p = x.shape[1]
-            scores = scores.masked_fill(torch.ones(p, p, dtype=torch.bool).triu(1), mask_value)
+            scores = scores.masked_fill(torch.ones(p, p, dtype=torch.bool, device=x.device).triu(1), mask_value)
         z = scores.softmax(softmax_dim).nan_to_num(0.0) @ v
         return torch.einsum("bhpd,hdm->bpm", z, model.W_O[layer]) + (model.b_O[layer] if out_bias else 0)
     return attention

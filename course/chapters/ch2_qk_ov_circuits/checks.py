@@ -85,7 +85,7 @@ def _scores(x, model, layer, scaled=True, masked=True):
     k = torch.einsum("bpm,hmd->bhpd", x, model.W_K[layer]) + model.b_K[layer][:, None]
     scores = q @ k.transpose(-1, -2) / (math.sqrt(model.cfg.d_head) if scaled else 1.0)
     n = x.shape[1]
-    return scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf")) if masked else scores
+    return scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1), float("-inf")) if masked else scores
 
 
 def _scores_unscaled(x, model, layer):

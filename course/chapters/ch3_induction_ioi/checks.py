@@ -17,7 +17,8 @@ CHAPTER = "ch3_induction_ioi"
 
 
 def _repeats(model, n_seqs: int, seq_len: int, seed: int):
-    return repeated_batch(n_seqs, seq_len, range(1, model.cfg.d_vocab), model.tokenizer.bos_token_id, seed=seed)
+    return repeated_batch(n_seqs, seq_len, range(1, model.cfg.d_vocab), model.tokenizer.bos_token_id, seed=seed,
+                          device=model.device)
 
 
 def _loss_cases(model, hidden):
@@ -257,7 +258,7 @@ def _patch_resid_post(model, corrupt, clean_cache, metric):
 def _clean_tokens(model, corrupt):
     for hidden in (False, True):
         clean, abc, _, _ = _ioi_group(model, hidden)
-        if abc.shape == corrupt.shape and torch.equal(abc, corrupt.cpu()):
+        if abc.shape == corrupt.shape and torch.equal(abc.cpu(), corrupt.cpu()):
             return clean
     raise ValueError("not a check case")
 

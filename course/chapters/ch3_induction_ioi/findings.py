@@ -27,6 +27,7 @@ def _name(layer: int, head: int) -> str:
 def repeat_losses(model, tokens, seq_len: int) -> dict:
     """Per-position mean loss on ``tokens`` (BOS, a sequence, the same again) and the two halves'
     means (predictions of tokens 2 … seq_len, and seq_len + 2 … 2 seq_len)."""
+    tokens = tokens.to(model.device)
     logprobs = model(tokens).log_softmax(-1)[:, :-1]
     nll = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]                  # [batch, 2 seq_len]
     return {"per_position": nll.mean(0).cpu(), "first": float(nll[:, 1:seq_len].mean()),
@@ -134,6 +135,7 @@ def head_ablation_losses(model, tokens, seq_len: int, mean_z: list | None = None
     """``[layer, head]`` loss on the repeat (predictions at seq_len + 1 … 2 seq_len − 1, or from
     ``start`` on) with each head's z replaced by zeros or by ``mean_z[layer]`` ``[pos, head, d_head]``,
     through :func:`course.patching.patch_heads`."""
+    tokens = tokens.to(model.device)
     start = seq_len + 1 if start is None else start
     from course.patching import patch_heads
 
@@ -152,6 +154,7 @@ def head_ablation_losses(model, tokens, seq_len: int, mean_z: list | None = None
 def ablation_summary(model, tokens, seq_len: int, ind: dict, mean_z: list, top: int = 4) -> dict:
     """Repeated-half loss clean and with each head zero- and mean-ablated, the heads whose
     ablation raises it most, and whether the induction and previous-token heads are among them."""
+    tokens = tokens.to(model.device)
     logprobs = model(tokens).log_softmax(-1)[:, seq_len + 1:-1]
     clean = float(-logprobs.gather(-1, tokens[:, seq_len + 2:, None]).mean())
     out = {"clean": clean, "zero": head_ablation_losses(model, tokens, seq_len),

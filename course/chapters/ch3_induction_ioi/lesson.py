@@ -47,7 +47,8 @@ started = time.perf_counter()
 torch.set_grad_enabled(False)
 model = course.load_model()
 seq_len = 30
-rep_tokens = repeated_batch(16, seq_len, range(1, model.cfg.d_vocab), model.tokenizer.bos_token_id, seed=0)
+rep_tokens = repeated_batch(16, seq_len, range(1, model.cfg.d_vocab), model.tokenizer.bos_token_id, seed=0,
+                            device=model.device)
 print(f"{model.cfg.n_layers} layers x {model.cfg.n_heads} heads; repeated tokens {list(rep_tokens.shape)}: "
       f"BOS, {seq_len} random tokens, the same {seq_len} again")
 
