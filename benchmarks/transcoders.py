@@ -43,7 +43,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     model = course.load_model(device="cpu")
-    kinds = {"topk": {}, "relu": {"l1_coeff": args.l1_coeff}, "jumprelu": {}}
+    # ReLU's dead features are resampled every resample_every steps (not given AuxK): resampling every
+    # 4,096 tokens would churn them, so it keeps the 40-batch window of 2,048 it was tuned with.
+    kinds = {"topk": {}, "relu": {"l1_coeff": args.l1_coeff, "resample_every": 40 * 2048 // RECIPE["batch_size"]},
+             "jumprelu": {}}
     rows = {}
     for kind, extra in kinds.items():
         t = time.perf_counter()

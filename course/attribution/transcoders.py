@@ -24,8 +24,13 @@ from course.saes.metrics import evaluation_tokens
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "course-transcoders"
 RETRAIN = "python -m course.training.transcoders"
 # Everything that decides the shipped transcoders' weights (kept small: the course model may change).
-RECIPE = dict(d_sae=768, activation="topk", k=12, tokens=400_000, batch_size=2048, lr=2e-3, seed=0,
-              resample_every=40)
+# center_input: the input's mean is subtracted while training (folded into b_enc when saved):
+# without it, the features aligned with the normalised stream's shared direction fire on most
+# tokens and 84-91% of the others never fire (layers 0-2 of the v2 transcoders). resample_every 8
+# batches of 512 = 4,096 tokens: AuxK treats a feature idle that long as dead, the window the card's
+# dead share is measured on.
+RECIPE = dict(d_sae=768, activation="topk", k=12, tokens=800_000, batch_size=512, lr=2e-3, seed=0,
+              resample_every=8, center_input=True)
 
 
 def input_site(layer: int) -> str:
@@ -147,6 +152,19 @@ class TranscoderMetrics:
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@torch.no_grad()
+def dead_share(model, tcs: TranscoderSet, tokens: Tensor, batch_rows: int = 64) -> list[float]:
+    """Per layer, the share of features active on none of ``tokens [rows, pos]`` (read ``batch_rows``
+    rows at a time, so a long window fits in memory)."""
+    fired = [torch.zeros(tc.d_sae, dtype=torch.bool, device=model.device) for tc in tcs]
+    for start in range(0, tokens.shape[0], batch_rows):
+        rows = tokens[start:start + batch_rows]
+        acts = read_sites(model, rows, [input_site(layer) for layer in range(len(tcs))])
+        for layer, tc in enumerate(tcs):
+            fired[layer] |= (tc.encode(acts[input_site(layer)].flatten(0, 1)) > 0).any(0).to(model.device)
+    return [float((~f).float().mean()) for f in fired]
 
 
 @torch.no_grad()

@@ -119,9 +119,9 @@ class SparseDictionary(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_out))
         if cfg.activation == "jumprelu":       # θ = exp(log_threshold) stays positive, so f ≥ 0
             self.log_threshold = nn.Parameter(torch.zeros(cfg.d_sae))
-        # Subtracted from the input while training (see :meth:`fold_centering`); zero otherwise, and
+        # Subtracted from the input while training (see :meth:`fold_centering`); None otherwise, and
         # never saved: a saved dictionary has it folded into ``b_enc``.
-        self.register_buffer("x_center", torch.zeros(cfg.d_in), persistent=False)
+        self.x_center: Tensor | None = None
 
     @property
     def threshold(self) -> Tensor:
@@ -133,14 +133,17 @@ class SparseDictionary(nn.Module):
         return self.cfg.d_sae
 
     def pre_activations(self, x: Tensor) -> Tensor:
-        return (x - self.x_center) @ self.W_enc + self.b_enc
+        if self.x_center is not None:
+            x = x - self.x_center
+        return x @ self.W_enc + self.b_enc
 
     @torch.no_grad()
     def fold_centering(self) -> None:
         """Fold the training-time input centre into the encoder bias: ``(x − c) W + b = x W + (b − c W)``,
         so the dictionary computes the same features in the plain SAE Lens form."""
-        self.b_enc -= self.x_center @ self.W_enc
-        self.x_center.zero_()
+        if self.x_center is not None:
+            self.b_enc -= self.x_center @ self.W_enc
+            self.x_center = None
 
     def encode(self, x: Tensor) -> Tensor:
         """``x [..., d_in]`` -> feature activations ``[..., d_sae]`` (non-negative, sparse)."""

@@ -230,7 +230,7 @@ def train_sae(model, hook_name: str = RECIPE["hook_name"], d_sae: int = RECIPE["
         if target_hook_name and center_input:
             # A transcoder's input (a normalised stream) has a large shared direction; features that
             # start aligned with it fire on most tokens and crowd the rest out of the top k.
-            sae.x_center.copy_(x0.mean(0))
+            sae.x_center = x0.mean(0).to(sae.W_enc.device)
     log = train(sae, stream, tokens, lr=lr, resample_every=resample_every, progress=progress, on_step=on_step,
                 seed=seed)
     sae.fold_centering()

@@ -15,18 +15,25 @@ from pathlib import Path
 
 import torch
 
-from course.attribution.transcoders import RECIPE, RETRAIN, SHIPPED, evaluate_transcoders, train_transcoders
+from course.attribution.transcoders import RECIPE, RETRAIN, SHIPPED, dead_share, evaluate_transcoders, train_transcoders
 
 
-def write_card(path: Path, recipe: dict, metrics: dict, fingerprint: str, seconds: float) -> None:
-    rows = "\n".join(f"| {m.layer} | {m.fvu:.3f} | {m.l0:.1f} | {m.dead:.1%} | {m.alone_loss:.3f} |"
-                     for m in metrics["layers"])
+LONG_WINDOW_ROWS = 1024   # rows of 64 held-out tokens: the card's second dead-share window
+
+
+def write_card(path: Path, recipe: dict, metrics: dict, fingerprint: str, seconds: float,
+               dead_long: list[float]) -> None:
+    rows = "\n".join(f"| {m.layer} | {m.fvu:.3f} | {m.l0:.1f} | {m.dead:.1%} | {d:.1%} | {m.alone_loss:.3f} |"
+                     for m, d in zip(metrics["layers"], dead_long))
     sparsity = {"topk": f"k = {recipe['k']}", "relu": f"L1 coefficient {recipe.get('l1_coeff', 0.0)}",
                 "jumprelu": f"an L0 penalty whose coefficient is steered to L0 = {recipe['k']}, "
                             "thresholds learned through a rectangle-kernel pseudo-derivative"}[recipe["activation"]]
     arch_note = ("; architecture \"topk_transcoder\", which SAE Lens 6.54 lacks: call "
                  "`course.saes.register_with_sae_lens()` before `sae_lens.SAE.load_from_disk`"
                  if recipe["activation"] == "topk" else "")
+    centring = ("; the input centred on its mean while training (folded into `b_enc` when saved, so the "
+                "saved form is plain SAE Lens): without it, features aligned with the normalised stream's shared "
+                "direction fire on most tokens and crowd the others out" if recipe.get("center_input") else "")
     text = f"""# The course transcoders
 
 One transcoder per MLP layer of the course GPT-2, for chapter 7. Transcoder `l` reads
@@ -37,15 +44,21 @@ folder per layer{arch_note}.
 - **Trained on** model weights with fingerprint `{fingerprint}` (`course.saes.model_fingerprint`);
   `load_shipped_transcoders(model, strict=True)` and the tests fail if the model changed.
 - **Recipe**: {recipe['d_sae']} features, {recipe['activation']} ({sparsity}), {recipe['tokens']:,} tokens
-  of corpus text per layer, batches of {recipe['batch_size']}, Adam at lr {recipe['lr']}, seed {recipe['seed']} + layer;
+  of corpus text per layer, batches of {recipe['batch_size']}, Adam at lr {recipe['lr']}, seed {recipe['seed']} + layer{centring};
   {seconds:.0f} s on one CPU thread.
 - **Why this activation**: `python benchmarks/transcoders.py` trains TopK, ReLU (L1) and JumpReLU
   transcoders with this budget and compares them on held-out text and on chapter 7's addition graph
   (error share, whether the graph predicts the sign of real interventions); the shipped kind is the
   one whose graphs predicted interventions best there.
 
-| layer | fraction of variance unexplained | L0 | dead | loss, this MLP replaced |
-| --- | --- | --- | --- | --- |
+Measured on 4,096 held-out corpus tokens (`course.saes.metrics.evaluation_tokens`, a seed the training
+stream never uses); *dead*: the share of features active on none of them, and on none of
+{LONG_WINDOW_ROWS * 64:,} held-out tokens (the same text, longer): a feature that fires once in ten
+thousand tokens looks dead in the short window. Both windows are far shorter than the millions of
+tokens the field's dead counts use, so both shares overstate the truly dead.
+
+| layer | fraction of variance unexplained | L0 | dead (4,096 tokens) | dead ({LONG_WINDOW_ROWS * 64:,} tokens) | loss, this MLP replaced |
+| --- | --- | --- | --- | --- | --- |
 {rows}
 
 Loss on held-out corpus text: clean {metrics['clean_loss']:.3f}; every MLP replaced by its transcoder
@@ -80,6 +93,9 @@ def main(argv=None) -> int:
     tcs, logs = train_transcoders(model, progress=not args.no_progress, **recipe)
     seconds = time.perf_counter() - start
     metrics = evaluate_transcoders(model, tcs)
+    from course.neurons import text_stream
+
+    dead_long = dead_share(model, tcs, text_stream(model, LONG_WINDOW_ROWS, 64, seed=987_654).tokens)
     for tc, log in zip(tcs, logs):
         tc.cfg.extra = {"training": {**recipe, "tokens_seen": log.tokens[-1], "steps": log.steps[-1],
                                      "seconds": round(log.seconds, 1), "resampled": log.resampled,
@@ -88,10 +104,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     tcs.save(out)
     summary = {"recipe": recipe, "fingerprint": tcs.fingerprint, "seconds": round(seconds, 1),
-               "layers": [m.as_dict() for m in metrics["layers"]],
+               "layers": [{**m.as_dict(), f"dead_{LONG_WINDOW_ROWS * 64}_tokens": round(d, 4)}
+                          for m, d in zip(metrics["layers"], dead_long)],
                **{k: round(v, 4) for k, v in metrics.items() if k != "layers"}}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_card(out, recipe, metrics, tcs.fingerprint, seconds)
+    write_card(out, recipe, metrics, tcs.fingerprint, seconds, dead_long)
     print(json.dumps(summary, indent=2))
     print(f"saved to {out}")
     return 0

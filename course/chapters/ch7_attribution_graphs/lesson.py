@@ -116,7 +116,7 @@ from course.saes.metrics import evaluation_tokens
 runs = {}
 for batch_size in (1024, 64):
     runs[batch_size], _ = train_transcoders(model, layers=[0], tokens=30_000, d_sae=256, batch_size=batch_size,
-                                            activation="relu", l1_coeff=0.05, progress=True)
+                                            activation="relu", l1_coeff=0.05, resample_every=40, progress=True)
 held_out = evaluation_tokens(model, n_rows=16)
 sites = read_sites(model, held_out, [input_site(0), output_site(0)])
 x0, y0 = sites[input_site(0)].flatten(0, 1), sites[output_site(0)].flatten(0, 1)
@@ -149,14 +149,22 @@ else:
 # than a large error in one it barely uses, so the layer with the lowest FVU need not be the one
 # whose replacement costs least (the last line compares them: it can even cost the most). A TopK transcoder keeps *at most* k
 # features per token (fewer where fewer pre-activations are positive), so its L0 can sit below k.
-# And "dead" counts the features that never fire on this text: with many features and a short
-# training run, a large share of the dictionary goes unused, which costs nothing here but capacity.
+# And "dead" counts the features that fire on none of the tokens read: the shorter the text, the
+# more rare features look dead, so it is printed for two windows. These transcoders were trained
+# with their input centred on its mean: without that, the few features aligned with the normalised
+# stream's shared direction fired on nearly every token and most of the others never fired.
 
 # %%
-metrics = evaluate_transcoders(model, tcs, held_out)
-for m_ in metrics["layers"]:
-    print(f"layer {m_.layer}: FVU {m_.fvu:.3f}, L0 {m_.l0:.1f}, dead {m_.dead:.0%}, loss with it replaced "
-          f"{m_.alone_loss:.3f}")
+from course.attribution.transcoders import dead_share
+from course.neurons import text_stream
+
+card_text = evaluation_tokens(model)                                  # the card's 4,096 held-out tokens
+long_text = text_stream(model, 1024, 64, seed=987_654).tokens          # the same text, 16 times longer (4 s)
+metrics = evaluate_transcoders(model, tcs, card_text)
+dead_long = dead_share(model, tcs, long_text)
+for m_, d in zip(metrics["layers"], dead_long):
+    print(f"layer {m_.layer}: FVU {m_.fvu:.3f}, L0 {m_.l0:.1f}, dead {m_.dead:.0%} of features on "
+          f"{card_text.numel():,} tokens ({d:.0%} on {long_text.numel():,}), loss with it replaced {m_.alone_loss:.3f}")
 print(f"loss: clean {metrics['clean_loss']:.3f}; every MLP replaced {metrics['replaced_loss']:.3f}; "
       f"every MLP zeroed {metrics['mlps_zeroed_loss']:.3f}")
 best_fvu = min(metrics["layers"], key=lambda m_: m_.fvu)
