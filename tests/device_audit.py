@@ -29,7 +29,7 @@ import sys
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils.weak import WeakIdKeyDictionary
+import weakref
 
 PLACED = "placed"
 
@@ -64,6 +64,35 @@ def _tensors(obj, out=None) -> list:
     return out
 
 
+class _Labels:
+    """tensor -> label by identity, forgotten when the tensor is freed. A dict on ``id`` with a
+    weak reference's callback: lookups are plain dict lookups (torch's WeakIdKeyDictionary builds
+    a weak reference for each one, a large share of the audit's cost on every op)."""
+
+    def __init__(self):
+        self._d: dict[int, tuple[str, weakref.ref]] = {}
+
+    def get(self, t, default=None):
+        entry = self._d.get(id(t))
+        return entry[0] if entry is not None and entry[1]() is t else default
+
+    def __contains__(self, t) -> bool:
+        return self.get(t) is not None
+
+    def __setitem__(self, t, label: str) -> None:
+        key, d = id(t), self._d
+        old = d.get(key)
+        if old is not None and old[1]() is t:
+            d[key] = (label, old[1])
+            return
+        d[key] = (label, weakref.ref(t, lambda ref, key=key: d.pop(key, None) if d.get(key, (0, ref))[1] is ref else None))
+
+    def pop(self, t, default=None):
+        if t in self:
+            return self._d.pop(id(t))[0]
+        return default
+
+
 class DeviceMismatch(RuntimeError):
     pass
 
@@ -89,7 +118,7 @@ class DeviceAudit(TorchFunctionMode):
         super().__init__()
         self.raise_on_mismatch = raise_on_mismatch
         self.ours = ours
-        self.labels = WeakIdKeyDictionary()
+        self.labels = _Labels()
         self.mismatches: list[str] = []
         self._patched = {}
 
@@ -117,13 +146,11 @@ class DeviceAudit(TorchFunctionMode):
 
     def _stray(self, out, force: bool = False):
         where, ours = _caller(self.ours)
-        if not ours:
-            return
         if force:   # what torch did inside (torch.load places what it rebuilds) does not count
             for t in _tensors(out):
-                if isinstance(t, torch.Tensor):
-                    self.labels.pop(t, None)
-        self._mark(out, "stray:" + where)
+                self.labels.pop(t, None)
+        if ours:
+            self._mark(out, "stray:" + where)
 
     def _fail(self, what: str):
         where, ours = _caller(self.ours)
@@ -188,8 +215,23 @@ class DeviceAudit(TorchFunctionMode):
         self.__enter__()
         return self
 
-    def stop(self) -> "DeviceAudit":
+    def place(self, module: torch.nn.Module) -> None:
+        """Label a module's parameters and buffers placed (for a model loaded while paused)."""
+        for t in [*module.parameters(), *module.buffers()]:
+            self.labels[t] = PLACED
+
+    def pause(self) -> None:
+        """Leave the mode (labels are kept, nothing new is labelled) until :meth:`resume`."""
         self.__exit__(None, None, None)
+        self._paused = True
+
+    def resume(self) -> None:
+        self.__enter__()
+        self._paused = False
+
+    def stop(self) -> "DeviceAudit":
+        if not getattr(self, "_paused", False):
+            self.__exit__(None, None, None)
         for name, original in self._patched.items():
             setattr(torch, name, original)
         return self

@@ -340,3 +340,21 @@ def test_finding_promoted_digits_are_the_decoder_row_through_the_unembedding(m, 
     assert got[0][1] == pytest.approx(float(want.max()), abs=1e-5) and sum(v for _, v in got) == pytest.approx(0, abs=1e-4)
     assert "the answer's digit '5' is one of them" in feature_reading([("6", 1.5), ("5", 1.4), ("1", 0.0)], "5")
     assert "one of them" not in feature_reading([("6", 1.5), ("7", 1.4), ("5", 0.0)], "5")
+
+
+def test_a_layer_missing_from_the_graph_is_one_the_model_barely_uses_here(m, found):
+    """The printed verdict's premise: every layer without a kept feature has its MLP zeroed, and
+    the sentence follows the measured drop (the shipped model: layer 1, drop about 0.001)."""
+    from course.chapters.ch7_attribution_graphs.findings import absent_layers
+
+    absent = absent_layers(m, found)
+    g = found["graph"]
+    kept = {g.describe(n)["layer"] for n in found["pruned"].nodes() if g.kind(n) == "feature"}
+    assert set(absent) == set(range(m.cfg.n_layers)) - kept
+    for layer, drop in absent.items():
+        zeroed = m.run_with_hooks(found["rep"].tokens, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out",
+                                                                   lambda x, hook: torch.zeros_like(x))])
+        clean = m(found["rep"].tokens)
+        answer = int(g.logit_tokens[0])
+        assert drop == pytest.approx(float(clean[0, -1].log_softmax(-1)[answer] - zeroed[0, -1].log_softmax(-1)[answer]),
+                                     abs=1e-4)

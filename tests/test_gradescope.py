@@ -39,23 +39,34 @@ def test_the_zip_holds_what_gradescope_runs(bundle):
     assert "torch==" in setup and "-c constraints.txt" in setup
 
 
-@pytest.mark.parametrize("student", CASES)
-def test_run_autograder_scores_like_course_grading(bundle, tmp_path, student):
+@pytest.fixture(scope="module")
+def graded_by_gradescope(bundle, tmp_path_factory):
+    """Each case graded in its own Gradescope root, all at once (as Gradescope runs submissions, one
+    container each): student -> the finished process and its root."""
     course_dir, zipped = bundle
-    entry = next(e for e in corpus(course_dir) if e.student == student)
-    root = tmp_path / "autograder"
-    with zipfile.ZipFile(zipped) as z:
-        z.extractall(root / "source")
     release = course_dir / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     source = course_dir / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    made = tmp_path / "made"
-    entry.make(release, source, made)
-    shutil.copytree(made, root / "submission")
-    run = root / "source" / "run_autograder"
-    run.chmod(0o755)
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
-    r = subprocess.run(["bash", str(run)], capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    started = {}
+    for student in CASES:
+        tmp = tmp_path_factory.mktemp(f"gs-{student}")
+        entry = next(e for e in corpus(course_dir) if e.student == student)
+        root = tmp / "autograder"
+        with zipfile.ZipFile(zipped) as z:
+            z.extractall(root / "source")
+        entry.make(release, source, tmp / "made")
+        shutil.copytree(tmp / "made", root / "submission")
+        run = root / "source" / "run_autograder"
+        run.chmod(0o755)
+        env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+        started[student] = (subprocess.Popen(["bash", str(run)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                             text=True, env=env), root, entry)
+    return {s: (p.communicate(timeout=900)[0], p.returncode, root, entry) for s, (p, root, entry) in started.items()}
+
+
+@pytest.mark.parametrize("student", CASES)
+def test_run_autograder_scores_like_course_grading(graded_by_gradescope, student):
+    output, returncode, root, entry = graded_by_gradescope[student]
+    assert returncode == 0, output[-4000:]
     results = json.loads((root / "results" / "results.json").read_text())
     scored = [t for t in results["tests"] if t["max_score"] > 0]
     assert sum(t["score"] for t in scored) == pytest.approx(entry.expected), results

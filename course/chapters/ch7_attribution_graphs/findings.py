@@ -74,6 +74,26 @@ def pathways(model, found: dict) -> list[dict]:
 
 
 @torch.no_grad()
+def absent_layers(model, found: dict) -> dict[int, float]:
+    """Layers with no feature in the pruned graph, each with what its MLP does to the answer: the
+    drop in log P(answer) when that MLP's output is zeroed at every position (a large drop would
+    mean the graph's pruning or the transcoder hides a layer the model uses)."""
+    g, p = found["graph"], found["pruned"]
+    kept = {g.describe(n)["layer"] for n in p.nodes() if g.kind(n) == "feature"}
+    tokens = found["rep"].tokens
+    answer = int(g.logit_tokens[0])
+    clean = float(model(tokens)[0, -1].log_softmax(-1)[answer])
+    out = {}
+    for layer in range(model.cfg.n_layers):
+        if layer in kept:
+            continue
+        zeroed = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out",
+                                                          lambda x, hook: torch.zeros_like(x))])
+        out[layer] = clean - float(zeroed[0, -1].log_softmax(-1)[answer])
+    return out
+
+
+@torch.no_grad()
 def digit_profile(model, tcs, layer: int, feature: int, role: str, digit: str = "ones") -> torch.Tensor:
     """The feature's mean activation at ``role``'s position over every sum below 100, by the digit
     at that position (``[10]``): what the feature reads."""

@@ -400,6 +400,12 @@ for w, s, t in flows[:8]:
     print(f"  {s:>28s} -> {t:<16s} {w:+.2f}")
 answer_row = sg.adjacency[sg.labels.index(graph.label(graph.slices()["logit"].start))]
 print("into the answer's logit:", ", ".join(f"{names[i]} {float(answer_row[i]):+.2f}" for i in range(len(names))))
+from course.chapters.ch7_attribution_graphs.findings import absent_layers
+
+for layer, drop in absent_layers(model, found).items():
+    print(f"layer {layer} has no feature in the graph; zeroing its MLP lowers log P({found['answer']!r}) by "
+          f"{drop:.3f}: " + ("the model barely uses that MLP here, so its absence is the model's, not the graph's"
+                             if abs(drop) < 0.1 else "the model does use it: the pruning or the transcoder hides it"))
 
 # %% [markdown]
 # **Where the answer's logit comes from.** By completeness (§3) the answer's demeaned logit is a
