@@ -192,7 +192,10 @@ class DeviceAudit(TorchFunctionMode):
             if big:
                 self._fail(f"a tensor made on the CPU at {big[0][6:]} meets a tensor on the model's device "
                            f"in {getattr(func, '__name__', func)}")
-        self._mark(out, PLACED if placed else (strays[0] if strays else None))
+        if func in INDEXING:   # t[idx] is where t is, whatever idx's device
+            self._mark(out, self._label(args[0]) if args else None)
+        else:
+            self._mark(out, PLACED if placed else (strays[0] if strays else None))
         return out
 
     def start(self) -> "DeviceAudit":

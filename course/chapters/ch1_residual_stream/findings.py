@@ -44,8 +44,8 @@ def ioi_batch(model, n_prompts: int, seed: int = 0):
     shape = ioi.random_template(rng, "train", middle=False)
     prompts = [ioi.render(shape, *rng.sample(names, 2), io_first=i % 2 == 0) for i in range(n_prompts)]
     tokens = model.to_tokens([p.text for p in prompts])
-    answer = torch.tensor([model.to_single_token(p.answer) for p in prompts])
-    counter = torch.tensor([model.to_single_token(p.distractor) for p in prompts])
+    answer = torch.tensor([model.to_single_token(p.answer) for p in prompts], device=model.device)
+    counter = torch.tensor([model.to_single_token(p.distractor) for p in prompts], device=model.device)
     return tokens, answer, counter
 
 

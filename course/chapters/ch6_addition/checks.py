@@ -35,10 +35,10 @@ def _right_cases(model, hidden):
     noisy = logits + 4 * torch.randn(logits.shape, generator=g)          # some answers may turn wrong
     # Lines whose written answer has its first digit changed: the model's prediction is then
     # wrong at one digit and right at the others, however sure the model is.
-    digits = torch.tensor([model.to_single_token(str(d)) for d in range(10)], device=batch.tokens.device)
+    digits = torch.tensor([model.to_single_token(str(d)) for d in range(10)])   # beside batch.tokens, on the CPU
     altered = batch.tokens.clone()
     first = batch.answer_mask.float().argmax(-1)                          # each line's first answer digit
-    rows = torch.arange(0, len(altered), 2, device=altered.device)
+    rows = torch.arange(0, len(altered), 2)
     now = (altered[rows, first[rows]][:, None] == digits).float().argmax(-1)
     altered[rows, first[rows]] = digits[(now + 1 + int(hidden)) % 10]
     return [Case("the model's own logits", (logits, batch.tokens, batch.answer_mask)),
