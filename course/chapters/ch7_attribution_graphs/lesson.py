@@ -159,7 +159,7 @@ from course.attribution.transcoders import dead_share
 from course.neurons import text_stream
 
 card_text = evaluation_tokens(model)                                  # the card's 4,096 held-out tokens
-long_text = text_stream(model, 1024, 64, seed=987_654).tokens          # the same text, 16 times longer (4 s)
+long_text = text_stream(model, 1024, 64, seed=987_654).tokens          # the same text, 16 times longer
 metrics = evaluate_transcoders(model, tcs, card_text)
 dead_long = dead_share(model, tcs, long_text)
 for m_, d in zip(metrics["layers"], dead_long):
