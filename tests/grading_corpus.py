@@ -153,6 +153,13 @@ def _shuffle(nb):
     random.Random(0).shuffle(nb.cells)
 
 
+def _messy(release, source, folder):
+    nb = sub.solved(release, source)
+    _shuffle(nb)
+    _delete("test_logit_lens")(nb)
+    _write(nb, folder, "my homework.ipynb")
+
+
 def corpus(course_dir: Path) -> list[Entry]:
     victim = course_dir / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     return [
@@ -165,14 +172,15 @@ def corpus(course_dir: Path) -> list[Entry]:
         Entry("print_flood", FULL, ("passed the hidden tests",),
               lambda r, s, f: _write(sub.fill(r, _answers(s, layer_norm=sub.solution_sources(s)["layer_norm"]
                                                           + "\n" + PRINT_FLOOD)), f)),
-        Entry("deleted_test_cell", FULL, ("was missing; it was restored",), _solved_then(_delete("test_logit_lens"))),
         Entry("deleted_answer_cell", FULL - 2, ("answer cell 'head_attribution' was missing",),
               _solved_then(_delete("head_attribution"))),
         Entry("edited_test_cell", FULL - 2, ("read-only cells were edited",),
               lambda r, s, f: _write(_edited(sub.fill(r, _answers(s, logit_lens=WRONG_LENS))), f)),
-        Entry("reordered", FULL, ("out of order",), _solved_then(_shuffle)),
-        Entry("renamed", FULL, ("was named 'my homework.ipynb'",),
-              lambda r, s, f: _write(sub.solved(r, s), f, "my homework.ipynb")),
+        # Three accidents of one careless (and correct) student, mended together: the file renamed,
+        # the cells shuffled and a test cell deleted. One submission, not three: each is a full
+        # notebook run, and the corpus is the longest part of CI.
+        Entry("messy_file", FULL, ("was named 'my homework.ipynb'", "out of order", "was missing; it was restored"),
+              _messy),
         Entry("invalid_json", 0.0, ("not valid notebook JSON",),
               lambda r, s, f: (f.mkdir(parents=True, exist_ok=True),
                                (f / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(sub.solved(r, s))[:5000]))),

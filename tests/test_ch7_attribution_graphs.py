@@ -358,3 +358,14 @@ def test_a_layer_missing_from_the_graph_is_one_the_model_barely_uses_here(m, fou
         answer = int(g.logit_tokens[0])
         assert drop == pytest.approx(float(clean[0, -1].log_softmax(-1)[answer] - zeroed[0, -1].log_softmax(-1)[answer]),
                                      abs=1e-4)
+
+
+def test_the_absent_layer_verdict_follows_the_drop():
+    from course.chapters.ch7_attribution_graphs.findings import BARELY_USED, absent_layer_verdict
+
+    small = absent_layer_verdict(1, 0.001, "5")
+    assert "lowers log P('5') by 0.001" in small and "absence is the model's" in small
+    assert "absence is the model's" in absent_layer_verdict(1, -0.05, "5")       # a small rise is no use either
+    large = absent_layer_verdict(2, BARELY_USED + 0.4, "5")
+    assert "the model does use it" in large and "absence is the model's" not in large
+

@@ -14,9 +14,14 @@ import pytest
 from course.build.source import chapter_slugs
 from course.build.targets import ROOT
 from course.grading import submissions
+from tests.grading_corpus import ASSIGNMENT
 
 # The capstone's nbgrader round trip (manual cells included) is tests/test_capstone.py's.
 SLUGS = [s for s in chapter_slugs() if not s.startswith("capstone")]
+# The grading corpus (tests/test_grading.py) already runs its assignment's solved ("correct") and
+# untouched ("stub") submissions through nbgrader, with the same scores asserted: running them
+# again here would only cost CI time.
+ROUND_TRIP = [s for s in SLUGS if s != ASSIGNMENT]
 BIN = Path(sys.executable).parent
 
 
@@ -34,13 +39,22 @@ def course_dir(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("slug", SLUGS)
-def test_solved_gets_full_marks_and_the_untouched_release_zero(course_dir, slug):
+def _release(course_dir: Path, slug: str) -> tuple[Path, Path]:
     r = nbgrader(course_dir, "generate_assignment", slug, "--force")
     assert r.returncode == 0, r.stderr[-2000:]
     release = course_dir / "release" / slug / f"{slug}.ipynb"
     source = course_dir / "source" / slug / f"{slug}.ipynb"
     assert "BEGIN SOLUTION" not in release.read_text() and "HIDDEN TESTS" not in release.read_text()
+    return release, source
+
+
+def test_the_corpus_assignment_releases_without_solutions_or_hidden_tests(course_dir):
+    _release(course_dir, ASSIGNMENT)
+
+
+@pytest.mark.parametrize("slug", ROUND_TRIP)
+def test_solved_gets_full_marks_and_the_untouched_release_zero(course_dir, slug):
+    release, source = _release(course_dir, slug)
     submissions.write(submissions.solved(release, source), course_dir, "solver", slug)
     submissions.write(submissions.edit(release, lambda nb: None), course_dir, "untouched", slug)
     r = nbgrader(course_dir, "autograde", slug)

@@ -19,7 +19,9 @@ from course.build.hosting import SOURCE_ENV, install_cell
 from course.build.source import chapter_slugs
 from course.build.targets import ROOT
 
-PIP_QUIET = ["--quiet", "--disable-pip-version-check"]
+# No byte-compiling at install (Python compiles what it imports, when it imports it): the same
+# environment, without compiling every file of torch and its neighbours up front.
+PIP_QUIET = ["--quiet", "--disable-pip-version-check", "--no-compile"]
 
 
 def _clean_env(**extra) -> dict:

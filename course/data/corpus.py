@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from course.data import addition, facts, ioi, ioi_scaffold, repeats, stand_ins
+from course.data import addition, facts, ioi, ioi_scaffold, ioi_variants, repeats, stand_ins
 from course.data.splits import ioi_split
 from course.data.plain import plain_sentence
 
@@ -48,9 +48,15 @@ class Recipe:
 # sentences whose people are stand-in tokens (:mod:`course.data.stand_ins`), so that the rule pays
 # off only as a mechanism for any token. Earlier recipes live in the commits that the record of
 # runs names (course/assets/course-gpt2/RECIPE_RECORD.md).
+_STAND_INS = {"ioi": 0.17, "scaffold": 0.10, "stand_in": 0.07, "story": 0.10, "solo": 0.04, "recipient": 0.05,
+              "subject": 0.05, "likes": 0.02, "facts": 0.20, "addition": 0.20}
 RECIPES = {
-    "stand_ins": Recipe({"ioi": 0.17, "scaffold": 0.10, "stand_in": 0.07, "story": 0.10, "solo": 0.04, "recipient": 0.05,
-                         "subject": 0.05, "likes": 0.02, "facts": 0.20, "addition": 0.20}, kept_out_share=0.5),
+    "stand_ins": Recipe(_STAND_INS, kept_out_share=0.5),
+    # Issue 38, hypothesis 2: every ending of the grammar (held-out test and validation endings
+    # included) is also followed by a name, in one-person text (course.data.ioi_variants).
+    "named_endings": Recipe({**_STAND_INS, "named_ending": 0.06}, kept_out_share=0.5),
+    # Hypotheses 1 and 2: three-person sentences, whose most recent name is repeated but not alone.
+    "three_named": Recipe({**_STAND_INS, "three": 0.08, "named_ending": 0.06}, kept_out_share=0.5),
 }
 
 
@@ -114,6 +120,11 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
         return ioi.subject_sentence(rng, rng.choice(names))
     if kind == "likes":
         return " ".join(plain_sentence(rng, names) for _ in range(rng.randint(1, 3)))
+    if kind == "three":
+        return ioi_variants.three_person_sentence(rng, ioi_variants.three_people(rng, names))
+    if kind == "named_ending":
+        # Any name, kept-out ones included: one named person, as in solo sentences.
+        return ioi_variants.named_ending_sentence(rng, rng.choice(names))
     if kind == "facts":
         return " ".join(facts.fact_sentence(rng) for _ in range(rng.randint(1, 3)))
     return "\n".join(addition.addition_line(rng) for _ in range(rng.randint(1, 4)))

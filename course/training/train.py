@@ -167,6 +167,21 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def train_step(model, opt: torch.optim.Optimizer, ids: torch.Tensor, labels: torch.Tensor, lr: float,
+               clip: float) -> torch.Tensor:
+    """One optimizer step on a batch (``ids``, ``labels``: ``[batch, pos]``) at learning rate ``lr``,
+    gradients clipped to norm ``clip``; returns the batch's loss (a scalar tensor)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    model.train()
+    loss = model(input_ids=ids, labels=labels).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return loss
+
+
 @torch.enable_grad()
 def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1500,
           ckpt_every: int = 1000, device=None, stop_after: int | None = None) -> Path | None:
@@ -217,14 +232,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, eval_every: int = 1
             chunk = training_chunk(tokenizer, names, cfg.seed, chunk_id, CHUNK_STEPS * cfg.batch, cfg.recipe)
         row = (step % CHUNK_STEPS) * cfg.batch
         ids, labels = (t[row:row + cfg.batch].to(device) for t in chunk)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        model.train()
-        loss = model(input_ids=ids, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
+        loss = train_step(model, opt, ids, labels, lr_at(step, cfg), cfg.clip)
         update_averages(shadows, model)
         tokens += int((labels != -100).sum())
         if step % 100 == 0:

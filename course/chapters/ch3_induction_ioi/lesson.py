@@ -37,13 +37,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% tags=["setup"]
-import time
-
 import course
 from course.chapters.ch3_induction_ioi import checks as check
 from course.data.repeats import repeated_batch
 
-started = time.perf_counter()
 torch.set_grad_enabled(False)
 model = course.load_model()
 seq_len = 30
@@ -743,5 +740,4 @@ IOIExplorer(model, report)
 
 # %%
 print(f"Closing note: circuit faithfulness {report.figures['outside_ablated_kept']:.2f} (mean-ablating every head "
-      f"outside the circuit); batched against looped patching is timed in `python benchmarks/patching.py`. "
-      f"This notebook ran in {time.perf_counter() - started:.0f} s after loading its imports.")
+      f"outside the circuit); batched against looped patching is timed in `python benchmarks/patching.py`.")

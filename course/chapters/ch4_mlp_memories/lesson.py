@@ -40,14 +40,11 @@ from tqdm import tqdm   # a text progress bar
 from course.tracing import subject_span
 
 # %% tags=["setup"]
-import time
-
 import course
 from course.chapters.ch4_mlp_memories import checks as check
 from course.neurons import collect_activations, describe_neuron, text_stream, value_tokens
 from course.widgets import FactEditor, NeuronExplorer, TraceExplorer
 
-started = time.perf_counter()
 torch.set_grad_enabled(False)
 model = course.load_model()
 stream = text_stream(model, n_rows=128, row_len=64, seed=0)   # a fixed stream of the course corpus
@@ -582,5 +579,4 @@ r, f = comparison["rome"], comparison["fine-tuning"]
 print(f"Closing note: ROME at layer {edit_layer}: efficacy {r['efficacy']:.2f}, generalization "
       f"{r['generalization']:.2f}, specificity {r['specificity']:.2f}, same subject {r['same_subject']:.2f}; "
       f"fine-tuning the same weights: {f['efficacy']:.2f}, {f['generalization']:.2f}, {f['specificity']:.2f}, "
-      f"{f['same_subject']:.2f}. "
-      f"This notebook ran in {time.perf_counter() - started:.0f} s after loading its imports.")
+      f"{f['same_subject']:.2f}.")

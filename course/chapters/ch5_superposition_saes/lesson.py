@@ -32,8 +32,6 @@ import torch
 from torch import Tensor
 
 # %% tags=["setup"]
-import time
-
 import matplotlib.pyplot as plt
 
 import course
@@ -42,7 +40,6 @@ from course.saes import (SparseDictionary, evaluate, load_shipped_sae, read_site
 from course.superposition import feature_batch, interference, plot_features_2d
 from course.widgets import FeatureDashboard, SuperpositionExplorer
 
-started = time.perf_counter()
 torch.set_grad_enabled(False)
 torch.manual_seed(0)
 model = course.load_model()
@@ -550,4 +547,4 @@ else:
 # %%
 print(f"Closing note: shipped SAE at {site}: {shipped}. Named features: "
       + ", ".join(f"{k} = {v.feature} ({v.precision:.0%})" for k, v in named.items())
-      + f". This notebook ran in {time.perf_counter() - started:.0f} s after loading its imports.")
+      + ".")

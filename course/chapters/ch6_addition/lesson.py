@@ -33,8 +33,6 @@ import torch
 from torch import Tensor
 
 # %% tags=["setup"]
-import time
-
 import course
 from course.arithmetic import (OPERAND_DIGITS, accuracy_by_case, addition_batch, answer_correct, digit_patching,
                                failures, fit_probe, operand_attention, probe_grid, residuals)
@@ -42,7 +40,6 @@ from course.chapters.ch6_addition import checks as check
 from course.data.addition import AdditionPrompt, addition_split, held_out_addition_prompts
 from course.widgets import AdditionExplorer, FourierViewer, GrokkingTimeline
 
-started = time.perf_counter()
 torch.set_grad_enabled(False)
 model = course.load_model()
 test = addition_batch(model, held_out_addition_prompts("test"))
@@ -603,4 +600,4 @@ print(f"Closing note: carry switched off at layers {[g['layer'] for g in switch[
 print(f"Closing note: carry probe {probe['best']:.2f} held out at best (best by layer "
       f"{[round(x, 2) for x in probe['by_layer']]}); heuristic classes {dict(classes['counts'])}; "
       f"key frequencies {freqs}; grokking phases end at steps {phases['memorized']}, {phases['circuit_formed']}, "
-      f"{phases['grokked']}. This notebook ran in {time.perf_counter() - started:.0f} s after loading its imports.")
+      f"{phases['grokked']}.")

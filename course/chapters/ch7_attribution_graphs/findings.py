@@ -93,6 +93,17 @@ def absent_layers(model, found: dict) -> dict[int, float]:
     return out
 
 
+BARELY_USED = 0.1   # a drop in log P(answer) below this, in nats, when a whole MLP is zeroed
+
+
+def absent_layer_verdict(layer: int, drop: float, answer: str) -> str:
+    """What chapter 7 prints about a layer with no feature in the graph, from :func:`absent_layers`'
+    drop: whether the absence is the model's (it barely uses that MLP here) or the graph's."""
+    return (f"layer {layer} has no feature in the graph; zeroing its MLP lowers log P({answer!r}) by {drop:.3f}: "
+            + ("the model barely uses that MLP here, so its absence is the model's, not the graph's"
+               if abs(drop) < BARELY_USED else "the model does use it: the pruning or the transcoder hides it"))
+
+
 @torch.no_grad()
 def digit_profile(model, tcs, layer: int, feature: int, role: str, digit: str = "ones") -> torch.Tensor:
     """The feature's mean activation at ``role``'s position over every sum below 100, by the digit

@@ -34,15 +34,12 @@ import torch
 from torch import Tensor
 
 # %% tags=["setup"]
-import time
-
 import matplotlib.pyplot as plt
 
 import course
 from course.attribution import LocalReplacement, attribute, load_shipped_transcoders, prune
 from course.chapters.ch7_attribution_graphs import checks as check
 
-started = time.perf_counter()
 torch.set_grad_enabled(False)
 torch.manual_seed(0)
 model = course.load_model()
@@ -400,12 +397,10 @@ for w, s, t in flows[:8]:
     print(f"  {s:>28s} -> {t:<16s} {w:+.2f}")
 answer_row = sg.adjacency[sg.labels.index(graph.label(graph.slices()["logit"].start))]
 print("into the answer's logit:", ", ".join(f"{names[i]} {float(answer_row[i]):+.2f}" for i in range(len(names))))
-from course.chapters.ch7_attribution_graphs.findings import absent_layers
+from course.chapters.ch7_attribution_graphs.findings import absent_layer_verdict, absent_layers
 
 for layer, drop in absent_layers(model, found).items():
-    print(f"layer {layer} has no feature in the graph; zeroing its MLP lowers log P({found['answer']!r}) by "
-          f"{drop:.3f}: " + ("the model barely uses that MLP here, so its absence is the model's, not the graph's"
-                             if abs(drop) < 0.1 else "the model does use it: the pruning or the transcoder hides it"))
+    print(absent_layer_verdict(layer, drop, found["answer"]))
 
 # %% [markdown]
 # **Where the answer's logit comes from.** By completeness (§3) the answer's demeaned logit is a
@@ -730,5 +725,4 @@ print(f"Closing note: the graph of {prompt!r} -> {found['answer']!r} keeps {stat
       f"{agreement['operand']['feature']} in the real model moves the answer's logit by "
       f"{agreement['operand']['actual']:+.2f} (graph: {agreement['operand']['predicted_total']:+.2f}) and "
       f"P({found['answer']!r}) from {agreement['operand']['p_before']:.3f} to {agreement['operand']['p_after']:.3f}; "
-      f"signs agree for {agreement['sign_agreement']:.0%} of the top features. "
-      f"This notebook ran in {time.perf_counter() - started:.0f} s after loading its imports.")
+      f"signs agree for {agreement['sign_agreement']:.0%} of the top features.")
