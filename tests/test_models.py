@@ -215,7 +215,13 @@ def test_the_text_stream_and_the_tokenizers_corpus_draw_nothing_for_the_kept_out
             [corpus.text_document(b, names, mix, kept_out_share=0.0) for _ in range(50)])
     assert corpus.ONE_PERSON_KINDS == ("solo", "recipient", "subject", "likes")
     assert not {"recipient", "subject"} & set(corpus.TOKENIZER_MIX)
-    assert all(abs(sum(r.mix.values()) - 1) < 1e-9 for r in corpus.RECIPES.values())
+    # The shipped recipe's weights are shares; a recipe that adds kinds to it keeps its weights as
+    # they are (``random.choices`` normalizes), so that its recorded runs reproduce as trained.
+    assert abs(sum(corpus.RECIPES["stand_ins"].mix.values()) - 1) < 1e-9
+    for name, r in corpus.RECIPES.items():
+        assert all(v > 0 for v in r.mix.values()), name
+        assert {k: v for k, v in r.mix.items() if k in corpus.RECIPES["stand_ins"].mix} == \
+            corpus.RECIPES["stand_ins"].mix, f"{name} changes the shipped weights"
 
 
 def test_an_unknown_recipe_is_refused_before_any_work(tmp_path, tokenizer):
@@ -498,6 +504,9 @@ def report(shipped):
 # of the GPT-2 circuit classes (its IOI is done by subject-suppression heads instead). Strict:
 # once a model meets one, its marker must go.
 NOT_YET_MET: set[str] = set()
+# Issue 38's IOI floors the shipped model misses (the card prints them, "IOI floors of version 3"):
+# it ranks IO above S but rarely predicts it on the test families.
+IOI_FLOORS_NOT_YET_MET: set[str] = {"ioi_io_top_token", "ioi_io_top_name"}
 CIRCUIT_NOT_YET_MET: set[str] = {"name_mover_share", "s_inhibition_removed", "duplicate_removed"}
 
 
@@ -510,6 +519,22 @@ def _marked(names, missing):
 def test_shipped_model_meets_its_floor(report, figure):
     op, floor = ev.TARGETS[figure]
     assert report.meets(figure), f"{figure} = {report.figures[figure]:.3f}, target {op} {floor}"
+
+
+@pytest.mark.parametrize("figure", _marked(ev.IOI_FLOORS, IOI_FLOORS_NOT_YET_MET))
+def test_shipped_model_meets_the_ioi_floors_of_version_3(report, figure):
+    op, floor = ev.IOI_FLOORS[figure]
+    assert report.meets(figure, ev.IOI_FLOORS), f"{figure} = {report.figures[figure]:.3f}, floor {op} {floor}"
+
+
+def test_io_top_token_counts_the_prompts_whose_top_token_is_io(tokenizer):
+    prompts = ev.held_out_ioi_prompts(tokenizer, 3, 0)
+    logits = torch.zeros(3, tokenizer.vocab_size)
+    logits[0, ev._first_token(tokenizer, prompts[0].answer)] = 5.0                # IO on top
+    logits[1, ev._first_token(tokenizer, " the")] = 5.0                          # something else
+    logits[2, ev._first_token(tokenizer, prompts[2].answer)] = 1.0
+    logits[2, ev._first_token(tokenizer, " " + prompts[2].s)] = 2.0               # S above IO
+    assert ev.io_top_token_share(tokenizer, prompts, logits) == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize("figure", _marked(sorted(CIRCUIT_TARGETS), CIRCUIT_NOT_YET_MET))

@@ -87,7 +87,9 @@ def readme_block(f: dict) -> str:
         f"{fig['induction_head_score']:.3f} ({f['heads']['induction_head']}), facts in a held-out phrasing "
         f"{fig['fact_accuracy']:.3f}, two-digit addition {fig['addition_accuracy']:.3f}. IOI on the held-out "
         f"test families: IO above S {fig['ioi_accuracy']:.3f} (mean logit difference {fig['ioi_logit_diff']:.2f}), "
-        f"IO the top-scoring name {fig['ioi_io_top_name']:.3f}; with names never in IOI, IO above S "
+        f"IO the top-scoring name {fig['ioi_io_top_name']:.3f}, IO the top next token "
+        f"{fig['ioi_io_top_token']:.3f} (the model ranks IO above S more often than it predicts IO); "
+        f"with names never in IOI, IO above S "
         f"{fig['ioi_accuracy_unseen_names']:.3f}.",
     ]
     if final:

@@ -34,7 +34,9 @@ ONE_PERSON_KINDS = ("solo", "recipient", "subject", "likes")
 
 @dataclass(frozen=True)
 class Recipe:
-    """What the training stream is made of: the text kinds' shares, and the share of
+    """What the training stream is made of: the text kinds' weights (shares of the text documents
+    once divided by their sum: a recipe that adds kinds to another keeps the other's weights, so
+    that the runs recorded with it reproduce as trained), and the share of
     :data:`ONE_PERSON_KINDS` documents that name only people kept out of IOI."""
 
     mix: dict

@@ -32,6 +32,16 @@ TARGETS = {
     "fact_accuracy": (">=", 0.95),
     "addition_accuracy": (">=", 0.95),
 }
+# Issue 38's floors for IOI done as GPT-2 small does it (IO *predicted*, not only ranked above S),
+# on the test families: printed on the card and asserted by the tests. Checkpoints are not chosen
+# on them (TARGETS decides which checkpoints are eligible; IO the top token is a test-only figure).
+IOI_FLOORS = {
+    "ioi_io_top_token": (">=", 0.5),
+    "ioi_io_top_name": (">=", 0.85),
+    "ioi_accuracy": (">=", 0.95),
+    "ioi_logit_diff": (">=", 3.0),
+    "ioi_accuracy_unseen_names": (">=", 0.9),
+}
 # What each figure is measured on, by split. "validation" data chooses the checkpoint
 # during training; "test" data is only ever reported (the card, the tests).
 SPLIT_DATA = {
@@ -47,8 +57,9 @@ class Report:
     heads: dict = field(default_factory=dict)
     circuit: object = None          # a course.circuits.ioi.CircuitReport, on the test split
 
-    def meets(self, name: str) -> bool:
-        op, floor = TARGETS[name]
+    def meets(self, name: str, targets: dict = TARGETS) -> bool:
+        """Whether figure ``name`` meets its entry in ``targets`` (:data:`TARGETS` or :data:`IOI_FLOORS`)."""
+        op, floor = targets[name]
         value = self.figures[name]
         return value >= floor if op == ">=" else value <= floor
 
@@ -176,6 +187,14 @@ def io_top_name_share(model, tokenizer, prompts: list[ioi.IOIPrompt], logits: to
     return float((logits[:, ids].argmax(-1) == io).float().mean())
 
 
+def io_top_token_share(tokenizer, prompts: list[ioi.IOIPrompt], logits: torch.Tensor) -> float:
+    """Share of prompts whose top next token, over the whole vocabulary, is IO's first token:
+    the model *predicts* the indirect object. ``logits``: the prompts' final-position logits
+    ``[n_prompts, vocab]``."""
+    io = torch.tensor([_first_token(tokenizer, p.answer) for p in prompts])
+    return float((logits.argmax(-1).cpu() == io).float().mean())
+
+
 def ioi_measures(model, tokenizer, prompts: list[ioi.IOIPrompt],
                  logits: torch.Tensor | None = None) -> tuple[float, float]:
     """(accuracy of logit IO > logit S, mean logit IO - logit S) at the final position;
@@ -299,6 +318,7 @@ def evaluate(model, tokenizer, quick: bool = False, split: str = "test", circuit
     acc_u, diff_u = ioi_measures(model, tokenizer, unseen_prompts, unseen_logits)
     rep.figures["ioi_accuracy_unseen_names"], rep.figures["ioi_logit_diff_unseen_names"] = acc_u, diff_u
     if split == "test":
+        rep.figures["ioi_io_top_token"] = io_top_token_share(tokenizer, ioi_prompts, ioi_logits)
         rep.figures["ioi_io_top_name"] = io_top_name_share(model, tokenizer, ioi_prompts, ioi_logits)
         rep.figures["ioi_io_top_name_unseen_names"] = io_top_name_share(model, tokenizer, unseen_prompts,
                                                                         unseen_logits)

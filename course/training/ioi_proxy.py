@@ -57,7 +57,7 @@ from course.data.vocabulary import single_token_names
 from course.models.loading import BUNDLED
 from course.training.evaluate import _first_token as first_token
 from course.training.evaluate import _last_logits as last_token_logits
-from course.training.evaluate import induction_measures, io_top_name_share, ioi_measures
+from course.training.evaluate import induction_measures, io_top_name_share, io_top_token_share, ioi_measures
 from course.models.tokenizer import VOCAB_SIZE
 from course.training.train import build_model, lr_at, optimizer_for, train_step
 
@@ -136,7 +136,7 @@ def behaviour(model, tok, split: str = "validation", n: int = 400, seed: int = 1
     acc, ld = ioi_measures(model, tok, prompts, logits)
     io = torch.tensor([first_token(tok, p.answer) for p in prompts])    # logits come back on the CPU
     probs = logits.softmax(-1)[torch.arange(len(prompts)), io]
-    out = {"io_above_s": acc, "logit_diff": ld, "io_top_token": float((logits.argmax(-1) == io).float().mean()),
+    out = {"io_above_s": acc, "logit_diff": ld, "io_top_token": io_top_token_share(tok, prompts, logits),
            "p_io": float(probs.mean()), "io_top_name": io_top_name_share(model, tok, prompts, logits)}
     unseen = held_out_ioi_prompts(tok, n, seed, unseen_names=True, split=split)
     out["io_above_s_unseen_names"], _ = ioi_measures(model, tok, unseen)
