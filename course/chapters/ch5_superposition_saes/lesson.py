@@ -428,7 +428,7 @@ print(sae)
 shipped = evaluate(model, sae)
 print("shipped:", shipped)
 print("yours:  ", evaluate(model, mine))
-print(f"trained on {sae.cfg.extra['training']['tokens_seen']:,} tokens in {sae.cfg.extra['training']['seconds']:.0f} s")
+print(f"trained on {sae.cfg.extra['training']['tokens_seen']:,} tokens")
 
 # %% [markdown]
 # ### 7. Interpreting features
