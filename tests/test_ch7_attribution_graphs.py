@@ -368,4 +368,7 @@ def test_the_absent_layer_verdict_follows_the_drop():
     assert "absence is the model's" in absent_layer_verdict(1, -0.05, "5")       # a small rise is no use either
     large = absent_layer_verdict(2, BARELY_USED + 0.4, "5")
     assert "the model does use it" in large and "absence is the model's" not in large
+    # The control: the same drop for the layers the graph keeps, in the same sentence.
+    with_control = absent_layer_verdict(1, 0.001, "5", {0: 1.25, 2: 0.5})
+    assert "by 0.001 (against 1.250 for layer 0, 0.500 for layer 2 in the graph):" in with_control
 

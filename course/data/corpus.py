@@ -127,6 +127,8 @@ def text_document(rng: random.Random, names: tuple[str, ...], mix: dict[str, flo
     if kind == "named_ending":
         # Any name, kept-out ones included: one named person, as in solo sentences.
         return ioi_variants.named_ending_sentence(rng, rng.choice(names))
+    if kind == "named_among":
+        return ioi_variants.named_among_sentence(rng, story_people(rng, names))
     if kind == "facts":
         return " ".join(facts.fact_sentence(rng) for _ in range(rng.randint(1, 3)))
     return "\n".join(addition.addition_line(rng) for _ in range(rng.randint(1, 4)))

@@ -13,6 +13,11 @@ proxy (:mod:`course.training.ioi_proxy`) and the corpus recipes that name them u
   grammar (held-out test and validation endings included, the final families' never) followed
   by the name. Not IOI-shaped: no two named people, no repeated subject name; the held-out
   families' two-person *structure* stays held out, their ending words do not.
+- :func:`named_among_sentence`: two or three people, each named once in a clause of their
+  own, then a common-noun subject, an ending and *one of them*, drawn evenly. Nothing in the
+  text says which, so the best guess spreads over the names in context: the pressure that
+  makes heads copy names from context (GPT-2 small's name movers), with no repeated name
+  and no subject to push down.
 """
 
 from __future__ import annotations
@@ -83,6 +88,19 @@ def named_ending_sentence(rng: random.Random, name: str) -> str:
     back = rng.choice(NOUN_RETURNS).format(noun=noun)
     back = back[0].upper() + back[1:]
     return f"{clause} {back} {past} {name}."
+
+
+def named_among_sentence(rng: random.Random, people: list[str]) -> str:
+    """Each person named once, in one-person clauses in order; then a common-noun subject, any
+    ending of the grammar (final families' never) and one of the people, drawn evenly.
+    "Anna liked the lamp. Tom stood near the park. Then the baker cooked dinner for Anna."
+    """
+    fill = dict(place=rng.choice(PLACES), object=rng.choice(OBJECTS))
+    clauses = [rng.choice(ONE_PERSON_CLAUSES).format(N=p, place=rng.choice(PLACES), object=rng.choice(OBJECTS))
+               for p in people]
+    past = rng.choice([e for es in ioi.ENDINGS.values() for e in es])[0].format(**fill)
+    back = rng.choice(NOUN_RETURNS).format(noun=rng.choice(ioi.NOUN_PEOPLE))
+    return f"{' '.join(clauses)} {back[0].upper() + back[1:]} {past} {rng.choice(people)}."
 
 
 def three_people(rng: random.Random, names: tuple[str, ...]) -> list[str]:

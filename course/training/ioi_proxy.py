@@ -34,6 +34,9 @@ the shipped ``base`` recipe:
   One person only: the held-out families' two-person *structure* stays held out, their
   ending words do not (the relaxation issue 38 proposes). Final families are never used.
 - ``three_named``: both. ``three_more``: a stronger dose of ``three``.
+- ``three_named_among``: ``three_named`` with ``named_among`` documents, where one of two or
+  three people named once is wanted and nothing says which: copying names from context, the
+  name movers' job, is the best guess.
 
 Width and heads (hypothesis 3) are flags: ``--d-model``, ``--n-head``, ``--n-layer``.
 """
@@ -75,6 +78,7 @@ MIXES = {
     "named_endings": {**BASE, "named_ending": 0.08},
     "three_named": {**BASE, "three": 0.12, "named_ending": 0.08},
     "three_more": {**BASE, "ioi": 0.14, "three": 0.24},
+    "three_named_among": {**BASE, "three": 0.12, "named_ending": 0.08, "named_among": 0.08},
 }
 
 # A proxy's change is carried into a full run when, on the validation families, IO is above S

@@ -61,11 +61,28 @@ def test_named_endings_end_on_a_name_and_never_use_a_final_family(names):
         assert not any(f" {w} {name}." in text for w in final), text
 
 
+def test_named_among_sentences_name_each_person_once_and_want_one_of_them(names):
+    rng = random.Random(4)
+    final = [e[0].split("{")[0].strip() for fam in ioi.FINAL_KINDS["ending"].values() for e in fam]
+    wanted = set()
+    for _ in range(300):
+        people = corpus.story_people(rng, names)
+        text = iv.named_among_sentence(rng, people)
+        mentions = _names_in(text, people)
+        answer, context = mentions[-1], mentions[:-1]
+        assert context == people, text                # each named once, in order, nothing repeated
+        assert answer in people and text.endswith(f" {answer}."), text
+        assert not any(f" {w} {answer}." in text for w in final), text
+        wanted.add(people.index(answer))
+    assert wanted == {0, 1, 2}                        # the first, middle and last person are all wanted
+
+
 def test_the_corpus_draws_them_only_where_a_recipe_names_them(names):
     rng = random.Random(3)
-    docs = [corpus.text_document(rng, names, {"three": 0.5, "named_ending": 0.5}) for _ in range(40)]
+    docs = [corpus.text_document(rng, names, {"three": 0.4, "named_ending": 0.3, "named_among": 0.3})
+            for _ in range(40)]
     # Both kinds end on the person the ending wants: a name, never a common noun.
     assert all(re.search(r" ([A-Z][a-z]+)\.$", d) and re.search(r" ([A-Z][a-z]+)\.$", d)[1] in names for d in docs)
     assert any(len(set(_names_in(d, list(names)))) == 3 for d in docs)   # three-person sentences among them
     shipped = corpus.recipe("stand_ins").mix
-    assert "three" not in shipped and "named_ending" not in shipped
+    assert not {"three", "named_ending", "named_among"} & set(shipped)

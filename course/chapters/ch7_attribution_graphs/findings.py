@@ -74,32 +74,44 @@ def pathways(model, found: dict) -> list[dict]:
 
 
 @torch.no_grad()
-def absent_layers(model, found: dict) -> dict[int, float]:
-    """Layers with no feature in the pruned graph, each with what its MLP does to the answer: the
-    drop in log P(answer) when that MLP's output is zeroed at every position (a large drop would
-    mean the graph's pruning or the transcoder hides a layer the model uses)."""
-    g, p = found["graph"], found["pruned"]
-    kept = {g.describe(n)["layer"] for n in p.nodes() if g.kind(n) == "feature"}
+def mlp_zeroing_drops(model, found: dict) -> dict[int, float]:
+    """Every layer's drop in log P(answer) when that layer's MLP output is zeroed at every
+    position, on the graph's prompt: ``{layer: nats}`` (positive: the MLP helps the answer)."""
     tokens = found["rep"].tokens
-    answer = int(g.logit_tokens[0])
+    answer = int(found["graph"].logit_tokens[0])
     clean = float(model(tokens)[0, -1].log_softmax(-1)[answer])
     out = {}
     for layer in range(model.cfg.n_layers):
-        if layer in kept:
-            continue
         zeroed = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out",
                                                           lambda x, hook: torch.zeros_like(x))])
         out[layer] = clean - float(zeroed[0, -1].log_softmax(-1)[answer])
     return out
 
 
+def layers_in_graph(found: dict) -> set[int]:
+    """The layers with at least one feature in the pruned graph."""
+    g = found["graph"]
+    return {g.describe(n)["layer"] for n in found["pruned"].nodes() if g.kind(n) == "feature"}
+
+
+def absent_layers(model, found: dict) -> dict[int, float]:
+    """Layers with no feature in the pruned graph, each with :func:`mlp_zeroing_drops`' drop (a
+    large drop would mean the graph's pruning or the transcoder hides a layer the model uses)."""
+    kept = layers_in_graph(found)
+    return {layer: d for layer, d in mlp_zeroing_drops(model, found).items() if layer not in kept}
+
+
 BARELY_USED = 0.1   # a drop in log P(answer) below this, in nats, when a whole MLP is zeroed
 
 
-def absent_layer_verdict(layer: int, drop: float, answer: str) -> str:
+def absent_layer_verdict(layer: int, drop: float, answer: str, kept_drops: dict[int, float] | None = None) -> str:
     """What chapter 7 prints about a layer with no feature in the graph, from :func:`absent_layers`'
-    drop: whether the absence is the model's (it barely uses that MLP here) or the graph's."""
-    return (f"layer {layer} has no feature in the graph; zeroing its MLP lowers log P({answer!r}) by {drop:.3f}: "
+    drop: whether the absence is the model's (it barely uses that MLP here) or the graph's.
+    ``kept_drops``: the same drop for the layers the graph keeps, printed as the control."""
+    control = ("" if not kept_drops else " (against " + ", ".join(
+        f"{d:.3f} for layer {k}" for k, d in sorted(kept_drops.items())) + " in the graph)")
+    return (f"layer {layer} has no feature in the graph; zeroing its MLP lowers log P({answer!r}) by {drop:.3f}"
+            f"{control}: "
             + ("the model barely uses that MLP here, so its absence is the model's, not the graph's"
                if abs(drop) < BARELY_USED else "the model does use it: the pruning or the transcoder hides it"))
 

@@ -397,10 +397,11 @@ for w, s, t in flows[:8]:
     print(f"  {s:>28s} -> {t:<16s} {w:+.2f}")
 answer_row = sg.adjacency[sg.labels.index(graph.label(graph.slices()["logit"].start))]
 print("into the answer's logit:", ", ".join(f"{names[i]} {float(answer_row[i]):+.2f}" for i in range(len(names))))
-from course.chapters.ch7_attribution_graphs.findings import absent_layer_verdict, absent_layers
+from course.chapters.ch7_attribution_graphs.findings import absent_layer_verdict, layers_in_graph, mlp_zeroing_drops
 
-for layer, drop in absent_layers(model, found).items():
-    print(absent_layer_verdict(layer, drop, found["answer"]))
+drops, in_graph = mlp_zeroing_drops(model, found), layers_in_graph(found)
+for layer in sorted(set(drops) - in_graph):
+    print(absent_layer_verdict(layer, drops[layer], found["answer"], {k: drops[k] for k in in_graph}))
 
 # %% [markdown]
 # **Where the answer's logit comes from.** By completeness (§3) the answer's demeaned logit is a
