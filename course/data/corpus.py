@@ -59,6 +59,9 @@ RECIPES = {
     "named_endings": Recipe({**_STAND_INS, "named_ending": 0.06}, kept_out_share=0.5),
     # Hypotheses 1 and 2: three-person sentences, whose most recent name is repeated but not alone.
     "three_named": Recipe({**_STAND_INS, "three": 0.08, "named_ending": 0.06}, kept_out_share=0.5),
+    # Named endings, and text where one of several people named once is wanted (copying names
+    # from context, the name movers' job): the proxy's best test-family behaviour (dh32-among-s1).
+    "named_among": Recipe({**_STAND_INS, "named_ending": 0.06, "named_among": 0.06}, kept_out_share=0.5),
 }
 
 
