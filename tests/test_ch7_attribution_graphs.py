@@ -371,4 +371,6 @@ def test_the_absent_layer_verdict_follows_the_drop():
     # The control: the same drop for the layers the graph keeps, in the same sentence.
     with_control = absent_layer_verdict(1, 0.001, "5", {0: 1.25, 2: 0.5})
     assert "by 0.001 (against 1.250 for layer 0, 0.500 for layer 2 in the graph):" in with_control
+    # The margin: the threshold the wording is decided by, in the same sentence.
+    assert f"below {BARELY_USED})" in small and f"at least {BARELY_USED})" in large
 

@@ -112,8 +112,9 @@ def absent_layer_verdict(layer: int, drop: float, answer: str, kept_drops: dict[
         f"{d:.3f} for layer {k}" for k, d in sorted(kept_drops.items())) + " in the graph)")
     return (f"layer {layer} has no feature in the graph; zeroing its MLP lowers log P({answer!r}) by {drop:.3f}"
             f"{control}: "
-            + ("the model barely uses that MLP here, so its absence is the model's, not the graph's"
-               if abs(drop) < BARELY_USED else "the model does use it: the pruning or the transcoder hides it"))
+            + (f"the model barely uses that MLP here (|drop| below {BARELY_USED}), so its absence is the model's, "
+               "not the graph's" if abs(drop) < BARELY_USED else
+               f"the model does use it (|drop| at least {BARELY_USED}): the pruning or the transcoder hides it"))
 
 
 @torch.no_grad()
