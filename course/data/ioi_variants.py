@@ -73,6 +73,15 @@ ONE_PERSON_CLAUSES = ["{N} liked the {object}.", "{N} carried the {object} to th
 NOUN_RETURNS = ["{noun}", "Then {noun}", "Later, {noun}", "Soon {noun}"]
 
 
+def _any_ending(rng: random.Random, fill: dict) -> str:
+    """One ending of the grammar, any family's but the final ones' (``ioi.ENDINGS``), filled in."""
+    return rng.choice([e for es in ioi.ENDINGS.values() for e in es])[0].format(**fill)
+
+
+def _capitalised(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
 def named_ending_sentence(rng: random.Random, name: str) -> str:
     """A common-noun subject, any ending of the grammar (test and validation endings
     included, final ones never), then a name: half the time a name from the sentence before
@@ -80,14 +89,13 @@ def named_ending_sentence(rng: random.Random, name: str) -> str:
     "Anna liked the lamp. Then the baker cooked dinner for Anna." / "The nurse went home with Tom."
     """
     fill = dict(place=rng.choice(PLACES), object=rng.choice(OBJECTS))
-    past = rng.choice([e for es in ioi.ENDINGS.values() for e in es])[0].format(**fill)
+    past = _any_ending(rng, fill)
     noun = rng.choice(ioi.NOUN_PEOPLE)
     if rng.random() < 0.5:
-        return f"{noun[0].upper() + noun[1:]} {past} {name}."
+        return f"{_capitalised(noun)} {past} {name}."
     clause = rng.choice(ONE_PERSON_CLAUSES).format(N=name, **fill)
     back = rng.choice(NOUN_RETURNS).format(noun=noun)
-    back = back[0].upper() + back[1:]
-    return f"{clause} {back} {past} {name}."
+    return f"{clause} {_capitalised(back)} {past} {name}."
 
 
 def named_among_sentence(rng: random.Random, people: list[str]) -> str:
@@ -98,9 +106,9 @@ def named_among_sentence(rng: random.Random, people: list[str]) -> str:
     fill = dict(place=rng.choice(PLACES), object=rng.choice(OBJECTS))
     clauses = [rng.choice(ONE_PERSON_CLAUSES).format(N=p, place=rng.choice(PLACES), object=rng.choice(OBJECTS))
                for p in people]
-    past = rng.choice([e for es in ioi.ENDINGS.values() for e in es])[0].format(**fill)
+    past = _any_ending(rng, fill)
     back = rng.choice(NOUN_RETURNS).format(noun=rng.choice(ioi.NOUN_PEOPLE))
-    return f"{' '.join(clauses)} {back[0].upper() + back[1:]} {past} {rng.choice(people)}."
+    return f"{' '.join(clauses)} {_capitalised(back)} {past} {rng.choice(people)}."
 
 
 def three_people(rng: random.Random, names: tuple[str, ...]) -> list[str]:
